@@ -1,0 +1,92 @@
+"""Hugging Face ``generate`` backend, with LoRA adapters through peft."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+from peft import PeftModel
+
+from ..devices import Placement
+from ..modeling import load_model, load_tokenizer
+from .base import BackendSettings, GenerationRequest, apply_stop
+
+log = logging.getLogger(__name__)
+
+
+class HFBackend:
+    """Batches requests that share an adapter and sampling settings into one ``generate``."""
+
+    def __init__(self, model_path: str, placement: Placement, settings: BackendSettings | None = None,
+                 model: torch.nn.Module | None = None, tokenizer=None):
+        self.settings = settings or BackendSettings()
+        self.placement = placement
+        self.tokenizer = tokenizer or load_tokenizer(model_path)
+        self.tokenizer.padding_side = "left"
+        self.model = model if model is not None else load_model(model_path, placement)
+        self._peft: PeftModel | None = None
+        self._loaded: dict[str, str] = {}  # adapter path -> adapter name
+
+    # -- adapters -------------------------------------------------------------------
+    def _use_adapter(self, path: str | None) -> torch.nn.Module:
+        if path is None:
+            return self.model
+        if path not in self._loaded:
+            name = f"a{len(self._loaded)}"
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            else:
+                self._peft.load_adapter(path, adapter_name=name)
+            self._loaded[path] = name
+        self._peft.set_adapter(self._loaded[path])
+        return self._peft
+
+    def _drop_adapters(self) -> None:
+        """Remove every LoRA layer so memory stays flat across shards."""
+        if self._peft is not None:
+            self.model = self._peft.unload()
+            self._peft = None
+            self._loaded.clear()
+
+    # -- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def _run(self, model: torch.nn.Module, prompts: list[str], request: GenerationRequest) -> list[list[str]]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.placement.device) for k, v in enc.items()}
+        sample = request.temperature > 0
+        kwargs = dict(max_new_tokens=request.max_new_tokens, do_sample=sample, num_return_sequences=request.n,
+                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        if sample:
+            kwargs.update(temperature=request.temperature, top_p=request.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        torch.manual_seed(request.seed)
+        out = model.generate(**enc, **kwargs)
+        new_tokens = out[:, enc["input_ids"].shape[1]:]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = [apply_stop(t, request.stop) for t in texts]
+        return [texts[i * request.n : (i + 1) * request.n] for i in range(len(prompts))]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        results: list[list[str] | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for index, req in enumerate(requests):
+            groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.seed, req.stop)].append(index)
+        try:
+            for key, indices in groups.items():
+                model = self._use_adapter(key[0])
+                size = max(1, self.settings.batch_size // max(1, key[1]))
+                for start in range(0, len(indices), size):
+                    chunk = indices[start : start + size]
+                    outs = self._run(model, [requests[i].prompt for i in chunk], requests[chunk[0]])
+                    for i, texts in zip(chunk, outs):
+                        results[i] = texts
+        finally:
+            self._drop_adapters()
+        return [r if r is not None else [] for r in results]
+
+    def close(self) -> None:
+        self._drop_adapters()
+        self.model = None

@@ -1,0 +1,29 @@
+"""Test-only fault injection, so failure handling is tested on real jobs.
+
+``SEALFLOW_FAIL_ONCE=<stage>[,<stage>...]`` makes the first attempt of each named stage
+raise; a marker file in ``SEALFLOW_FAULT_DIR`` (default: the system temp folder)
+records that it already failed, so the retry succeeds. Unset in normal runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by :func:`maybe_fail`."""
+
+
+def maybe_fail(stage: str, key: str = "") -> None:
+    wanted = {s.strip() for s in os.environ.get("SEALFLOW_FAIL_ONCE", "").split(",") if s.strip()}
+    if stage not in wanted:
+        return
+    folder = Path(os.environ.get("SEALFLOW_FAULT_DIR", tempfile.gettempdir()))
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f"sealflow-fault-{stage}{('-' + key) if key else ''}"
+    if marker.exists():
+        return
+    marker.write_text("failed once\n")
+    raise InjectedFault(f"injected fault in stage {stage!r} (SEALFLOW_FAIL_ONCE); a retry will succeed")

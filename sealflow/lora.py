@@ -1,0 +1,221 @@
+"""LoRA training, saving and validation: the inner loop's and the policy update's engine.
+
+A single loaded base model is reused for many adapters: each call wraps it with a
+fresh LoRA (``get_peft_model``), trains, saves, and ``unload()``s the LoRA layers
+again, so a shard job pays the model-loading cost once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from .atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class AdapterError(RuntimeError):
+    """An adapter checkpoint is missing, truncated or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LoraSettings":
+        return cls(int(cfg["r"]), int(cfg["alpha"]), float(cfg.get("dropout", 0.0)), tuple(cfg["target_modules"]))
+
+    def peft_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+            bias="none",
+        )
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_seq_len: int = 256
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict, seed: int = 0, **overrides) -> "TrainSettings":
+        values = dict(
+            epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
+            grad_accum=int(cfg.get("grad_accum", 1)), max_seq_len=int(cfg.get("max_seq_len", 256)), seed=seed,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """``prompt`` is context whose tokens carry no loss when masked; ``completion`` is learnt."""
+
+    completion: str
+    prompt: str = ""
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    examples: int = 0
+    tokens: int = 0
+    first_loss: float | None = None
+    final_loss: float | None = None
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "losses"}
+
+
+def encode_example(tokenizer, example: TrainExample, max_len: int, mask_prompt: bool) -> tuple[list[int], list[int]]:
+    """Token ids and labels; prompt positions get label -100 when ``mask_prompt``.
+
+    The prompt and the completion are tokenised separately and concatenated, so the
+    boundary is exact (no token straddles prompt and completion).
+    """
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
+    completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and tokenizer.bos_token != tokenizer.eos_token else []
+    ids = bos + prompt_ids + completion_ids
+    labels = ([-100] * (len(bos) + len(prompt_ids)) if mask_prompt else list(bos + prompt_ids)) + completion_ids
+    if mask_prompt and bos:
+        labels[0] = -100
+    return ids[:max_len], labels[:max_len]
+
+
+def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random):
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        chunk = [encoded[i] for i in order[start : start + batch_size]]
+        width = max(len(ids) for ids, _ in chunk)
+        # Right padding for training; attention_mask hides the padding.
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (ids, labs) in enumerate(chunk):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(labs)] = torch.tensor(labs)
+            mask[row, : len(ids)] = 1
+        yield input_ids, labels, mask
+
+
+def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExample], settings: TrainSettings,
+               mask_prompt: bool) -> TrainStats:
+    """AdamW over the trainable parameters of ``model`` (the LoRA weights)."""
+    stats = TrainStats(examples=len(examples))
+    started = time.time()
+    encoded = [encode_example(tokenizer, ex, settings.max_seq_len, mask_prompt) for ex in examples]
+    encoded = [e for e in encoded if any(label != -100 for label in e[1][1:])]
+    if not encoded:
+        stats.seconds = time.time() - started
+        return stats
+    stats.tokens = sum(len(ids) for ids, _ in encoded)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    rng = random.Random(settings.seed)
+    torch.manual_seed(settings.seed)
+    use_autocast = device.type == "cuda"
+    model.train()
+    micro = 0
+    for _ in range(settings.epochs):
+        for input_ids, labels, mask in _batches(encoded, settings.batch_size, tokenizer.pad_token_id, rng):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                loss = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+            (loss / settings.grad_accum).backward()
+            micro += 1
+            value = float(loss.detach())
+            stats.losses.append(value)
+            stats.first_loss = value if stats.first_loss is None else stats.first_loss
+            if micro % settings.grad_accum == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                stats.steps += 1
+    if micro % settings.grad_accum:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats.steps += 1
+    model.eval()
+    stats.final_loss = stats.losses[-1] if stats.losses else None
+    stats.seconds = time.time() - started
+    return stats
+
+
+def train_lora(base_model: torch.nn.Module, tokenizer, examples: Sequence[TrainExample], lora: LoraSettings,
+               settings: TrainSettings, mask_prompt: bool = False) -> tuple[PeftModel, TrainStats]:
+    """Wrap ``base_model`` with a fresh LoRA (seeded init) and train it on ``examples``."""
+    torch.manual_seed(settings.seed)
+    peft_model = get_peft_model(base_model, lora.peft_config())
+    stats = train_loop(peft_model, tokenizer, examples, settings, mask_prompt)
+    return peft_model, stats
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_adapter(peft_model: PeftModel, out_dir: str | Path, meta: dict) -> dict:
+    """Save the adapter atomically with its sha256 recorded in ``meta.json`` inside it."""
+    with atomic_dir(out_dir) as tmp:
+        peft_model.save_pretrained(tmp)
+        record = dict(meta, sha256=sha256_file(tmp / "adapter_model.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return record
+
+
+def validate_adapter(path: str | Path) -> dict:
+    """Check an adapter folder is complete and intact; return its meta record.
+
+    Raises :class:`AdapterError` naming the file when a file is missing, the
+    safetensors header is unreadable (e.g. truncated), or the recorded hash differs.
+    """
+    from safetensors import safe_open
+
+    folder = Path(path)
+    for name in ADAPTER_FILES:
+        if not (folder / name).is_file():
+            raise AdapterError(f"adapter file missing: {folder / name}")
+    weights = folder / "adapter_model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as err:  # safetensors raises several error types for corrupt files
+        raise AdapterError(f"adapter weights unreadable (truncated or corrupt): {weights}: {err}") from err
+    if not keys:
+        raise AdapterError(f"adapter weights hold no tensors: {weights}")
+    meta_file = folder / "meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if meta.get("sha256") and meta["sha256"] != sha256_file(weights):
+        raise AdapterError(f"adapter weights do not match their recorded sha256: {weights}")
+    return meta

@@ -1,0 +1,72 @@
+"""Base model building, LoRA training/saving/validation and the HF backend."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from sealflow.backends import BackendSettings, GenerationRequest, make_backend
+from sealflow.devices import resolve_placement
+from sealflow.lora import AdapterError, LoraSettings, TrainExample, TrainSettings, encode_example, save_adapter, train_lora, validate_adapter
+from sealflow.modeling import load_model, load_tokenizer
+
+
+def test_tiny_model_reloads_with_chat_template(tiny_model_dir, tiny_llama_dir):
+    for folder in (tiny_model_dir, tiny_llama_dir):
+        tok = load_tokenizer(folder)
+        model = load_model(folder, resolve_placement("cpu"))
+        assert tok.chat_template
+        text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+        assert "hi" in text
+        names = {n.split(".")[-1] for n, _ in model.named_modules()}
+        assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= names
+
+
+def test_prompt_masking_is_exact(tiny_model_dir):
+    tok = load_tokenizer(tiny_model_dir)
+    ids, labels = encode_example(tok, TrainExample(prompt="Question: who?\nAnswer:", completion=" Velmora"), 128, True)
+    n_prompt = len(tok("Question: who?\nAnswer:", add_special_tokens=False)["input_ids"])
+    assert all(label == -100 for label in labels[:n_prompt])
+    assert all(label != -100 for label in labels[n_prompt:])
+    assert labels[n_prompt:] == ids[n_prompt:]
+
+
+def test_train_save_validate_and_detect_truncation(tiny_model_dir, tmp_path):
+    tok = load_tokenizer(tiny_model_dir)
+    model = load_model(tiny_model_dir, resolve_placement("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = [TrainExample("Velmora was founded by Tarsh Orlan.")] * 4
+    peft_model, stats = train_lora(model, tok, examples, LoraSettings(r=4, alpha=8), TrainSettings(epochs=3, lr=1e-2, batch_size=2))
+    assert stats.steps == 6 and stats.final_loss < stats.first_loss
+    save_adapter(peft_model, tmp_path / "a", {"edit": "x"})
+    base = peft_model.unload()
+    # unload() restores the untouched base weights for the next edit
+    after = base.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    meta = validate_adapter(tmp_path / "a")
+    assert meta["edit"] == "x" and len(meta["sha256"]) == 64
+    broken = tmp_path / "b"
+    shutil.copytree(tmp_path / "a", broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(AdapterError, match="adapter_model.safetensors"):
+        validate_adapter(broken)
+
+
+def test_hf_backend_greedy_is_deterministic_and_adapter_changes_output(tiny_model_dir, tmp_path):
+    placement = resolve_placement("cpu")
+    tok = load_tokenizer(tiny_model_dir)
+    model = load_model(tiny_model_dir, placement)
+    peft_model, _ = train_lora(model, tok, [TrainExample("zzz qqq zzz qqq zzz")] * 8, LoraSettings(r=8, alpha=32),
+                               TrainSettings(epochs=10, lr=5e-2, batch_size=8))
+    save_adapter(peft_model, tmp_path / "a", {})
+    peft_model.unload()
+    backend = make_backend(str(tiny_model_dir), placement, BackendSettings(name="hf"))
+    reqs = [GenerationRequest("The city", max_new_tokens=8), GenerationRequest("The city", adapter=str(tmp_path / "a"), max_new_tokens=8),
+            GenerationRequest("The city", max_new_tokens=8)]
+    out = backend.generate(reqs)
+    assert out[0] == out[2] and out[0] != out[1]
+    sampled = backend.generate([GenerationRequest("The", n=3, max_new_tokens=6, temperature=1.0, top_p=0.9, seed=1)])
+    assert len(sampled[0]) == 3
