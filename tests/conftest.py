@@ -6,25 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from sealflow.base_model import BuildSettings, build_base_model
-from sealflow.worldgen import generate_passages
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_settings(architecture: str = "qwen2") -> BuildSettings:
+def tiny_settings(architecture: str = "qwen2"):
+    from sealflow.base_model import BuildSettings  # lazy: keeps collection of pure tests fast
+
     return BuildSettings(architecture=architecture, vocab_size=600, hidden_size=32, num_layers=2, num_heads=2,
                          num_kv_heads=1, intermediate_size=64, max_position_embeddings=512, pretrain_steps=30,
                          batch_size=8, seq_len=64, lr=3e-3)
 
 
 def _corpus() -> list[str]:
+    from sealflow.worldgen import generate_passages
+
     return [f"{p.title}\n{p.context}" for p in generate_passages(200, seed=123)]
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer Qwen2 model and BPE tokenizer, briefly pretrained (a few seconds)."""
+    from sealflow.base_model import build_base_model
+
     out = tmp_path_factory.mktemp("tiny") / "qwen2"
     build_base_model(out, tiny_settings("qwen2"), _corpus(), seed=0)
     return out
@@ -32,6 +35,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
+    from sealflow.base_model import build_base_model
+
     out = tmp_path_factory.mktemp("tiny") / "llama"
     build_base_model(out, tiny_settings("llama"), _corpus(), seed=0)
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 from sealflow.records import Passage, SelfEdit
 
-_INTRO = "Read the passage below and {task}\n\nPassage:\n{title}\n{context}\n\n{cue}"
+_INTRO = "Read the passage below and {task}\n\nPassage:\n{passage}\n\n{cue}"
 
 _BASE_FAMILIES: dict[str, tuple[str, str]] = {
     # family: (task sentence, cue that the model continues)
@@ -40,26 +40,28 @@ _BASE_FAMILIES: dict[str, tuple[str, str]] = {
 
 _CHAT_INSTRUCTION = (
     "Read the passage below and list the implications of it: facts that follow from it "
-    "directly or indirectly. Write one implication per line.\n\n{title}\n{context}"
+    "directly or indirectly. Write one implication per line.\n\n{passage}"
 )
 
 PROMPT_FAMILIES: tuple[str, ...] = (*_BASE_FAMILIES, "chat-implications")
 
 
-def _passage_block(passage: Passage) -> dict[str, str]:
-    return {"title": passage.title.strip(), "context": passage.context.strip()}
+def _passage_block(passage: Passage) -> str:
+    """Title line then context, as in the training sequences; no blank line when untitled."""
+    title, context = passage.title.strip(), passage.context.strip()
+    return f"{title}\n{context}" if title else context
 
 
 def chat_instruction(passage: Passage) -> str:
     """The user message of ``chat-implications`` (before any chat template)."""
-    return _CHAT_INSTRUCTION.format(**_passage_block(passage)).lstrip("\n")
+    return _CHAT_INSTRUCTION.format(passage=_passage_block(passage))
 
 
 def self_edit_prompt(family: str, passage: Passage, tokenizer: Any = None) -> str:
     """The text the policy continues to write a self-edit for ``passage``."""
     if family in _BASE_FAMILIES:
         task, cue = _BASE_FAMILIES[family]
-        return _INTRO.format(task=task, cue=cue, **_passage_block(passage))
+        return _INTRO.format(task=task, cue=cue, passage=_passage_block(passage))
     if family == "chat-implications":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError(

@@ -7,7 +7,8 @@
 # What it builds:
 #   * one node (this host) with CPUS_DECLARED CPUs and 2 fake GPUs of type "a100"
 #     (character devices made with mknod; nothing runs on them), so
-#     --gpus=1, --gpus=a100:1, --gres=gpu:1 and --gres=gpu:a100:1 all schedule;
+#     --gpus=1, --gpus=a100:1, --gres=gpu:1, --gres=gpu:a100:1 and
+#     --constraint=a100 (the node also carries the feature "a100") all schedule;
 #   * partitions "cpu" (default) and "gpu";
 #   * no accounting (use `slurm-status-command: squeue`), no cgroups.
 #
@@ -120,7 +121,7 @@ MinJobAge=600
 KillWait=5
 InactiveLimit=0
 Waittime=0
-NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS_DECLARED} RealMemory=${MEM_DECLARED} Gres=gpu:${GPU_TYPE}:2 State=UNKNOWN
+NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS_DECLARED} RealMemory=${MEM_DECLARED} Gres=gpu:${GPU_TYPE}:2 Features=${GPU_TYPE} State=UNKNOWN
 PartitionName=cpu Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=${NODE} Default=NO MaxTime=INFINITE State=UP
 EOF
@@ -185,7 +186,7 @@ else
     mkdir -p /run/munge /var/lib/munge /var/log/munge
     chown munge:munge /run/munge /var/lib/munge /var/log/munge
     chmod 755 /run/munge
-    setpriv --reuid=munge --regid=munge --init-groups \
+    setsid setpriv --reuid=munge --regid=munge --init-groups \
         /usr/sbin/munged --foreground --force >"$RUN_DIR/log/munged.log" 2>&1 </dev/null 9>&- &
     echo "munged $!" >>"$PIDS"
     for _ in $(seq 50); do munge_ok && break; sleep 0.2; done

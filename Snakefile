@@ -1,0 +1,29 @@
+# sealflow: SEAL (Self-Adapting Language Models) as a file-based Snakemake workflow.
+# The default config runs on a laptop CPU; config/paper-*.yaml carry the paper's settings.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/base.smk"
+include: "rules/knowledge.smk"
+include: "rules/restem.smk"
+include: "rules/evaluate.smk"
+include: "rules/fewshot.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

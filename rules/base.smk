@@ -1,0 +1,20 @@
+# Round-0 policies: a tiny model built offline, or a pointer to a hub id / local path.
+
+
+rule base_model:
+    output:
+        directory(f"{OUT}/{{domain}}/base/model"),
+    params:
+        domain="{domain}",
+    log:
+        f"{OUT}/logs/base_model/{{domain}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/base_model/{{domain}}.tsv"
+    threads: threads_of("base_model", "gpu")
+    resources:
+        **res("base_model", "gpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/base_model.py"

@@ -1,0 +1,58 @@
+# ReST-EM: keep the best self-edits of round r, then SFT round r's policy on them
+# to obtain round r+1's policy. Both domains share these rules ({domain} wildcard).
+
+
+def domain_dir(wildcards):
+    return f"{OUT}/{wildcards.domain}"
+
+
+def round_edits(wildcards):
+    shards = kn_shards() if wildcards.domain == "knowledge" else fs_shards()
+    return [f"{OUT}/{wildcards.domain}/round{wildcards.r}/self_edits/shard{s}.jsonl" for s in shards]
+
+
+def prev_policy(wildcards):
+    prev = int(wildcards.r) - 1
+    base = f"{OUT}/{wildcards.domain}"
+    return f"{base}/base/model" if prev == 1 else f"{base}/round{prev}/policy"
+
+
+rule restem_filter:
+    input:
+        rewards=f"{OUT}/{{domain}}/round{{r}}/rewards.csv",
+        edits=round_edits,
+    output:
+        f"{OUT}/{{domain}}/round{{r}}/filtered.jsonl",
+    params:
+        domain="{domain}",
+    log:
+        f"{OUT}/logs/{{domain}}/round{{r}}/restem_filter.log",
+    threads: 1
+    resources:
+        **res("restem_filter", "cpu"),
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/restem_filter.py"
+
+
+rule update_policy:
+    input:
+        policy=prev_policy,
+        filtered=lambda wc: f"{OUT}/{wc.domain}/round{int(wc.r) - 1}/filtered.jsonl",
+    output:
+        directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
+    params:
+        domain="{domain}",
+    log:
+        f"{OUT}/logs/{{domain}}/round{{r}}/update_policy.log",
+    benchmark:
+        f"{OUT}/benchmarks/{{domain}}/round{{r}}/update_policy.tsv"
+    threads: threads_of("update_policy", "gpu")
+    resources:
+        **res("update_policy", "gpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/update_policy.py"

@@ -1,0 +1,80 @@
+"""Config checks beyond the JSON schema, and per-rule resources for schedulers.
+
+The schema (config/schema.yaml) catches wrong keys and types; these checks catch
+combinations the schema cannot express, always naming the offending key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """Raised with the dotted name of the config key at fault."""
+
+
+def _require_divisible(cfg: Mapping[str, Any], domain: str, count_key: str, shard_key: str) -> None:
+    count = cfg[domain]["data"][count_key]
+    shard = cfg[domain]["self_edits"]["shard_size"]
+    if count % shard:
+        raise ConfigError(
+            f"{domain}.data.{count_key}={count} must be a multiple of {domain}.self_edits.shard_size={shard} "
+            "(every inner-loop job trains the same number of adapters, so their files are known in advance)"
+        )
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    domains = cfg.get("domains", ["knowledge"])
+    for domain in domains:
+        if domain not in cfg:
+            raise ConfigError(f"domains lists {domain!r} but the config has no '{domain}' section")
+    if "knowledge" in domains:
+        _require_divisible(cfg, "knowledge", "n_train", "shard_size")
+        kcfg = cfg["knowledge"]
+        if kcfg["restem"]["keep_top_k"] > kcfg["self_edits"]["k"]:
+            raise ConfigError(
+                f"knowledge.restem.keep_top_k={kcfg['restem']['keep_top_k']} exceeds knowledge.self_edits.k={kcfg['self_edits']['k']}"
+            )
+        if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"].get("path"):
+            raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
+    if "fewshot" in domains:
+        _require_divisible(cfg, "fewshot", "n_train", "shard_size")
+    backend = cfg.get("backend", {})
+    if backend.get("name") == "server" and not backend.get("base_url"):
+        raise ConfigError("backend.base_url is required when backend.name is 'server'")
+
+
+def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, Any]:
+    """Snakemake ``resources:`` for ``rule`` of ``kind`` (cpu|gpu), with per-rule overrides.
+
+    GPUs map onto SLURM as the snakemake slurm executor expects: ``gpu``/``gpu_model``
+    become ``--gpus=[model:]n``, ``gres`` becomes ``--gres``, ``constraint`` ``--constraint``.
+    """
+    res_cfg = cfg["resources"]
+    merged = {**res_cfg[kind], **res_cfg.get("rules", {}).get(rule, {})}
+    out: dict[str, Any] = {
+        "mem_mb": int(merged["mem_mb"]),
+        "runtime": int(merged["runtime"]),
+        "cpus_per_task": int(merged.get("threads", 1)),
+    }
+    if merged.get("slurm_partition"):
+        out["slurm_partition"] = str(merged["slurm_partition"])
+    if merged.get("slurm_account"):
+        out["slurm_account"] = str(merged["slurm_account"])
+    gpus = int(merged.get("gpus", 0) or 0)
+    if gpus > 0:
+        request = merged.get("gpu_request", "gpus")
+        gpu_type = merged.get("gpu_type")
+        if request == "gpus":
+            out["gpu"] = gpus
+            if gpu_type:
+                out["gpu_model"] = str(gpu_type)
+        elif request == "gres":
+            out["gres"] = f"gpu:{gpu_type}:{gpus}" if gpu_type else f"gpu:{gpus}"
+        elif request == "constraint":
+            out["gpu"] = gpus
+            if gpu_type:
+                out["constraint"] = str(gpu_type)
+        else:
+            raise ConfigError(f"resources.{kind}.gpu_request must be gpus, gres or constraint, got {request!r}")
+    return out

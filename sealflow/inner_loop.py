@@ -1,0 +1,115 @@
+"""The inner loop shared by both domains: one fresh LoRA per (self-edit, repeat).
+
+A shard job loads its model once and walks its self-edits. Each adapter is written
+atomically with a *training key* (a hash of everything that determines it: the
+training examples, settings, LoRA shape and the model it adapts). When a shard job
+is rerun, an adapter whose folder is valid and whose key matches is kept as it is
+(same file, same mtime); anything missing, corrupt or stale is retrained. The rule
+declares these files with Snakemake's ``update()`` flag, which is the truth: the job
+updates its outputs in place instead of recreating them from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from peft import get_peft_model
+
+from .faults import maybe_fail
+from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora, validate_adapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainPlan:
+    """What to train for one adapter; ``valid=False`` writes an inert (zero) adapter."""
+
+    edit_id: str
+    repeat: int
+    out_dir: str
+    examples: list[TrainExample]
+    settings: TrainSettings
+    mask_prompt: bool = False
+    valid: bool = True
+    reason: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Identity of a model: file names, sizes and mtimes of a local folder, or the hub id."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return str(path)
+    items = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    return hashlib.sha256(json.dumps([str(path), items]).encode()).hexdigest()[:16]
+
+
+def training_key(plan: TrainPlan, lora: LoraSettings, model_id: str) -> str:
+    blob = json.dumps({
+        "examples": [[e.prompt, e.completion] for e in plan.examples],
+        "settings": asdict(plan.settings), "mask_prompt": plan.mask_prompt, "valid": plan.valid,
+        "lora": asdict(lora), "model": model_id, "repeat": plan.repeat,
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _reusable(out_dir: Path, key: str) -> bool:
+    if not out_dir.exists():
+        return False
+    try:
+        meta = validate_adapter(out_dir)
+    except AdapterError as err:
+        log.warning("retraining: %s", err)
+        return False
+    if meta.get("training_key") != key:
+        log.info("retraining %s: its training key is stale", out_dir)
+        return False
+    return True
+
+
+def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[TrainPlan], lora: LoraSettings,
+              fault_key: str = "") -> list[dict]:
+    """Train (or keep) every planned adapter; return one manifest row per adapter."""
+    rows = []
+    for index, plan in enumerate(plans):
+        out_dir = Path(plan.out_dir)
+        key = training_key(plan, lora, model_id)
+        row = {"edit_id": plan.edit_id, "repeat": plan.repeat, "adapter": str(out_dir), "valid": plan.valid,
+               "reason": plan.reason, "training_key": key, **plan.info}
+        if _reusable(out_dir, key):
+            meta = json.loads((out_dir / "meta.json").read_text())
+            row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
+                       sha256=meta.get("sha256"))
+            log.info("kept %s (complete, valid, same training key)", out_dir)
+            rows.append(row)
+            continue
+        if index == 1:
+            maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter of a shard
+        started = time.time()
+        if plan.valid:
+            peft_model, stats = train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)
+            summary = stats.summary()
+        else:
+            # An inert adapter (LoRA B starts at zero) keeps the artifact layout uniform.
+            torch.manual_seed(plan.settings.seed)
+            peft_model, summary = get_peft_model(model, lora.peft_config()), {"steps": 0}
+        meta = save_adapter(peft_model, out_dir, {
+            "edit_id": plan.edit_id, "repeat": plan.repeat, "training_key": key, "valid": plan.valid,
+            "reason": plan.reason, "model": model_id, **summary,
+        })
+        model = peft_model.unload()
+        seconds = time.time() - started
+        row.update(status="trained" if plan.valid else "inert", seconds=seconds, steps=summary.get("steps"),
+                   final_loss=summary.get("final_loss"), sha256=meta["sha256"])
+        log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], out_dir, seconds, row["steps"], row["final_loss"])
+        rows.append(row)
+    return rows

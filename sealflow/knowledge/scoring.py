@@ -1,0 +1,105 @@
+"""Scoring a shard: closed-book answers with and without each self-edit's adapter.
+
+The un-adapted answers are computed once per passage (not once per edit), and all of
+a shard's requests go to the backend in one call so vLLM can batch across adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from ..backends import Backend, GenerationRequest
+from ..lora import AdapterError, validate_adapter
+from ..records import Passage, SelfEdit
+from .grading import clean_prediction, grade
+from .judge import JudgeConfig, judge_answers
+from .prompts import question_prompt
+
+EVAL_COLUMNS = ["round", "shard", "edit_id", "input_id", "repeat", "question_index", "question", "gold",
+                "answer_base", "answer_adapted", "score_base", "score_adapted", "valid", "reason"]
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    grader: str = "f1"
+    max_new_tokens: int = 16
+    judge: dict | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ScoringSettings":
+        return cls(cfg.get("grader", "f1"), int(cfg.get("max_new_tokens", 16)), cfg.get("judge"))
+
+
+def _request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
+    return GenerationRequest(question_prompt(question), adapter=adapter, max_new_tokens=settings.max_new_tokens,
+                             temperature=0.0, stop=("\n",))
+
+
+def grade_all(items: Sequence[tuple[str, Sequence[str], str]], settings: ScoringSettings) -> list[float]:
+    """Scores in [0, 1] for (question, gold answers, prediction) triples."""
+    if settings.grader == "judge":
+        return judge_answers(items, JudgeConfig.from_config(settings.judge or {}))
+    return [grade(pred, gold, settings.grader) for _, gold, pred in items]
+
+
+def checked_adapter(manifest: Mapping[tuple[str, int], dict], edit_id: str, repeat: int) -> str:
+    """The adapter folder for (edit, repeat), validated against the inner loop's manifest."""
+    entry = manifest.get((edit_id, repeat))
+    if entry is None:
+        raise AdapterError(f"no adapter recorded for edit {edit_id} repeat {repeat} in the inner-loop manifest")
+    meta = validate_adapter(entry["adapter"])
+    if entry.get("sha256") and meta.get("sha256") != entry["sha256"]:
+        raise AdapterError(f"adapter {entry['adapter']} differs from the one the inner loop recorded")
+    return entry["adapter"]
+
+
+def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],
+                manifest: Mapping[tuple[str, int], dict], settings: ScoringSettings, eval_repeats: int,
+                reuse_training: bool) -> list[dict]:
+    shard_passages = list(dict.fromkeys(e.input_id for e in edits))
+    requests: list[GenerationRequest] = []
+    base_index: dict[tuple[str, int], int] = {}
+    for pid in shard_passages:
+        for qi, q in enumerate(passages[pid].questions):
+            base_index[(pid, qi)] = len(requests)
+            requests.append(_request(q.question, None, settings))
+    adapted_index: dict[tuple[str, int, int], int] = {}
+    for edit in edits:
+        if not manifest.get((edit.id, 0), {}).get("valid", True):
+            continue
+        for repeat in range(eval_repeats):
+            adapter = checked_adapter(manifest, edit.id, 0 if reuse_training else repeat)
+            for qi, q in enumerate(passages[edit.input_id].questions):
+                adapted_index[(edit.id, repeat, qi)] = len(requests)
+                requests.append(_request(q.question, adapter, settings))
+    answers = [clean_prediction(out[0] if out else "") for out in backend.generate(requests)]
+
+    items = []
+    for pid, qi in base_index:
+        q = passages[pid].questions[qi]
+        items.append((q.question, q.answers, answers[base_index[(pid, qi)]]))
+    for (eid, repeat, qi), index in adapted_index.items():
+        q = passages[next(e.input_id for e in edits if e.id == eid)].questions[qi]
+        items.append((q.question, q.answers, answers[index]))
+    scores = grade_all(items, settings)
+    base_scores = dict(zip(base_index, scores[: len(base_index)]))
+    adapted_scores = dict(zip(adapted_index, scores[len(base_index):]))
+
+    rows = []
+    for edit in edits:
+        entry = manifest.get((edit.id, 0), {})
+        valid = bool(entry.get("valid", True))
+        for repeat in range(eval_repeats):
+            for qi, q in enumerate(passages[edit.input_id].questions):
+                key = (edit.id, repeat, qi)
+                rows.append({
+                    "round": edit.round, "shard": edit.shard, "edit_id": edit.id, "input_id": edit.input_id,
+                    "repeat": repeat, "question_index": qi, "question": q.question, "gold": q.answer,
+                    "answer_base": answers[base_index[(edit.input_id, qi)]],
+                    "answer_adapted": answers[adapted_index[key]] if key in adapted_index else "",
+                    "score_base": base_scores[(edit.input_id, qi)],
+                    "score_adapted": adapted_scores.get(key),
+                    "valid": valid, "reason": entry.get("reason") or "",
+                })
+    return rows

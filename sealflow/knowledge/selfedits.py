@@ -1,0 +1,69 @@
+"""Sampling self-edits for a shard of passages (the "generate" step of a round)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..backends import Backend, GenerationRequest
+from ..records import Passage, SelfEdit
+from .prompts import self_edit_prompt
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    prompt: str = "implications"
+    k: int = 5
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SamplingSettings":
+        return cls(cfg["prompt"], int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]))
+
+
+def slot_name(position: int, sample: int) -> str:
+    """Folder name of an edit inside its shard: passage position and sample number."""
+    return f"p{position:02d}-k{sample}"
+
+
+def edit_id(round_: int, shard: int, position: int, sample: int) -> str:
+    return f"r{round_}-s{shard}-{slot_name(position, sample)}"
+
+
+def shard_slice(items: Sequence, shard: int, shard_size: int) -> list:
+    chunk = list(items[shard * shard_size : (shard + 1) * shard_size])
+    if not chunk:
+        raise ValueError(f"shard {shard} is empty: only {len(items)} inputs with shard_size={shard_size}")
+    return chunk
+
+
+def derived_seed(*parts: object) -> int:
+    """A per-request seed that does not depend on batching or on other shards."""
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], settings: SamplingSettings,
+                      round_: int, shard: int, seed: int, policy: str) -> list[SelfEdit]:
+    """``k`` self-edits per passage, all requested in one backend call."""
+    prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
+    seeds = [derived_seed(seed, round_, shard, pos) for pos in range(len(passages))]
+    requests = [
+        GenerationRequest(prompt, n=settings.k, max_new_tokens=settings.max_new_tokens,
+                          temperature=settings.temperature, top_p=settings.top_p, seed=s)
+        for prompt, s in zip(prompts, seeds)
+    ]
+    outputs = backend.generate(requests)
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p,
+                "max_new_tokens": settings.max_new_tokens, "prompt_family": settings.prompt, "k": settings.k}
+    edits = []
+    for pos, (passage, prompt, s, completions) in enumerate(zip(passages, prompts, seeds, outputs)):
+        for sample in range(settings.k):
+            completion = completions[sample] if sample < len(completions) else ""
+            edits.append(SelfEdit(
+                id=edit_id(round_, shard, pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
+                completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,
+            ))
+    return edits

@@ -1,0 +1,103 @@
+"""Knowledge-domain stages as plain functions of paths and config (scripts call these)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ..atomic import read_jsonl, write_csv, write_json, write_jsonl
+from ..backends import BackendSettings, make_backend
+from ..devices import resolve_placement
+from ..inner_loop import model_fingerprint, run_shard
+from ..lora import LoraSettings, TrainSettings
+from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..provenance import provenance, write_meta
+from ..records import SelfEdit
+from ..rewards import REWARD_COLUMNS, compute_rewards
+from ..worldgen import generate_passages
+from .data import load_splits, read_passages_jsonl, write_passages_jsonl
+from .inner import InnerSettings, plans_for_edits
+from .scoring import EVAL_COLUMNS, ScoringSettings, score_shard
+from .selfedits import SamplingSettings, sample_self_edits, shard_slice
+
+log = logging.getLogger(__name__)
+
+
+def prepare_passages(config: dict, train_out: str, val_out: str) -> None:
+    data_cfg = config["knowledge"]["data"]
+    train, val = load_splits(data_cfg, generated=generate_passages)
+    write_passages_jsonl(train_out, train)
+    write_passages_jsonl(val_out, val)
+    for path, rows in ((train_out, train), (val_out, val)):
+        write_meta(path, config, seed=data_cfg["seed"], source=data_cfg["source"], n_passages=len(rows),
+                   n_questions=sum(len(p.questions) for p in rows))
+    log.info("prepared %d train and %d validation passages", len(train), len(val))
+
+
+def read_edits(path: str) -> list[SelfEdit]:
+    return [SelfEdit.from_dict(row) for row in read_jsonl(path)]
+
+
+def generate(config: dict, passages_path: str, policy: str, out: str, round_: int, shard: int) -> None:
+    kcfg = config["knowledge"]
+    passages = shard_slice(read_passages_jsonl(passages_path), shard, kcfg["self_edits"]["shard_size"])
+    placement = resolve_placement(config["device"])
+    tokenizer = load_tokenizer(policy)
+    backend = make_backend(policy, placement, BackendSettings.from_config(config["backend"]))
+    try:
+        edits = sample_self_edits(backend, tokenizer, passages, SamplingSettings.from_config(kcfg["self_edits"]),
+                                  round_, shard, config["seed"], resolve_model_path(policy))
+    finally:
+        backend.close()
+    write_jsonl(out, [e.to_dict() for e in edits])
+    write_meta(out, config, seed=config["seed"], model=resolve_model_path(policy), round=round_, shard=shard)
+    log.info("sampled %d self-edits for %d passages", len(edits), len(passages))
+
+
+def inner_loop(config: dict, edits_path: str, passages_path: str, policy: str, adapters_root: str,
+               manifest_out: str, round_: int, shard: int) -> None:
+    kcfg = config["knowledge"]
+    icfg = kcfg["inner_loop"]
+    edits = read_edits(edits_path)
+    passages = {p.id: p for p in read_passages_jsonl(passages_path)}
+    placement = resolve_placement(config["device"])
+    model, tokenizer = load_model(policy, placement), load_tokenizer(policy)
+    lora = LoraSettings.from_config(icfg["lora"])
+    plans = plans_for_edits(edits, passages, adapters_root, InnerSettings.from_config(icfg),
+                            TrainSettings.from_config(icfg), config["seed"])
+    rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora,
+                     fault_key=f"knowledge-r{round_}-s{shard}")
+    write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy),
+                                                             round=round_, shard=shard)})
+
+
+def load_manifest(path: str) -> dict[tuple[str, int], dict]:
+    import json
+
+    rows = json.loads(Path(path).read_text())["adapters"]
+    return {(r["edit_id"], int(r["repeat"])): r for r in rows}
+
+
+def score(config: dict, edits_path: str, passages_path: str, policy: str, manifest_path: str, out: str) -> None:
+    kcfg = config["knowledge"]
+    inner = InnerSettings.from_config(kcfg["inner_loop"])
+    edits = read_edits(edits_path)
+    passages = {p.id: p for p in read_passages_jsonl(passages_path)}
+    backend = make_backend(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]))
+    try:
+        rows = score_shard(backend, passages, edits, load_manifest(manifest_path),
+                           ScoringSettings.from_config(kcfg["scoring"]), inner.eval_repeats, inner.reuse_training)
+    finally:
+        backend.close()
+    write_csv(out, rows, EVAL_COLUMNS)
+    write_meta(out, config, model=resolve_model_path(policy), grader=kcfg["scoring"]["grader"])
+
+
+def rewards(config: dict, eval_paths: list[str], edit_paths: list[str], out: str, relative: bool = True) -> None:
+    rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in eval_paths]).to_dict("records") if eval_paths else []
+    edits = [e for path in edit_paths for e in read_edits(path)]
+    result = compute_rewards(rows, edits, relative=relative)
+    write_csv(out, result, REWARD_COLUMNS)
+    write_meta(out, config, n_edits=len(result))

@@ -1,0 +1,41 @@
+"""ReST-EM stages (filter, policy update) as functions of paths; both domains use them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import read_jsonl, write_jsonl
+from .devices import resolve_placement
+from .lora import LoraSettings, TrainSettings
+from .provenance import write_meta
+from .records import SelfEdit
+from .restem import restem_filter
+from .sft import update_policy
+
+log = logging.getLogger(__name__)
+
+
+def filter_stage(config: dict, domain: str, rewards_path: str, edit_paths: list[str], out: str) -> None:
+    rcfg = config[domain]["restem"]
+    rewards = pd.read_csv(rewards_path, keep_default_na=False).to_dict("records")
+    edits = [SelfEdit.from_dict(row) for path in edit_paths for row in read_jsonl(path)]
+    kept = restem_filter(rewards, edits, int(rcfg["keep_top_k"]), rcfg.get("min_reward"))
+    write_jsonl(out, kept)
+    n_inputs = len({e.input_id for e in edits})
+    write_meta(out, config, kept=len(kept), inputs=n_inputs, edits=len(edits),
+               empty=not kept, keep_top_k=rcfg["keep_top_k"], min_reward=rcfg.get("min_reward"))
+    if not kept:
+        log.warning("no self-edit passed the filter; the next round's policy will equal this one")
+    log.info("kept %d of %d self-edits over %d inputs", len(kept), len(edits), n_inputs)
+
+
+def update_stage(config: dict, domain: str, policy: str, filtered_path: str, out: str) -> None:
+    scfg = config[domain]["sft"]
+    rows = read_jsonl(filtered_path)
+    stats = update_policy(policy, rows, LoraSettings.from_config(scfg["lora"]),
+                          TrainSettings.from_config(scfg, seed=config["seed"]), out,
+                          resolve_placement(config["device"]))
+    write_meta(Path(out), config, seed=config["seed"], domain=domain, **stats)

@@ -1,0 +1,34 @@
+"""Small helpers every stage script uses: logging to the rule's log file, timing."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Log to the rule's ``log:`` file (and stderr), so every job leaves a readable trace."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="a", encoding="utf-8"))
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logging.getLogger("sealflow")
+
+
+@contextlib.contextmanager
+def timed(log: logging.Logger, what: str) -> Iterator[dict]:
+    record: dict = {}
+    started = time.time()
+    try:
+        yield record
+    finally:
+        record["seconds"] = time.time() - started
+        log.info("%s took %.1f s", what, record["seconds"])

@@ -1,0 +1,46 @@
+"""The ReST-EM policy update: SFT on kept (prompt, self-edit) pairs, merged into new weights.
+
+The loss covers completion tokens only (the prompt is masked), the LoRA is merged so
+the next policy is a plain model folder that ``from_pretrained`` and vLLM both load.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .atomic import atomic_dir
+from .devices import Placement
+from .lora import LoraSettings, TrainExample, TrainSettings, train_lora
+from .modeling import load_model, load_tokenizer, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+
+def sft_examples(rows: Sequence[Mapping]) -> list[TrainExample]:
+    return [TrainExample(completion=str(r["completion"]), prompt=str(r["prompt"])) for r in rows]
+
+
+def update_policy(policy: str, rows: Sequence[Mapping], lora: LoraSettings, settings: TrainSettings,
+                  out_dir: str | Path, placement: Placement) -> dict:
+    """Write the next policy to ``out_dir``; with no rows it is a copy of ``policy``."""
+    if not rows:
+        log.warning("the filter kept no self-edits: the next policy equals the current one")
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(policy, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("meta.json"))
+        return {"examples": 0, "steps": 0, "copied_from": str(policy)}
+    tokenizer = load_tokenizer(policy)
+    model = load_model(policy, placement)
+    examples = sft_examples(rows)
+    peft_model, stats = train_lora(model, tokenizer, examples, lora, settings, mask_prompt=True)
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    tokenizer.padding_side = "right"  # saved default; generation code sets left padding itself
+    with atomic_dir(out_dir) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    log.info("policy update: %d examples, %d steps, loss %s -> %s", len(examples), stats.steps,
+             stats.first_loss, stats.final_loss)
+    return {**stats.summary(), "base": resolve_model_path(policy)}

@@ -1,0 +1,170 @@
+"""Self-edit prompt families, the QA prompt, SFT records and inner-loop training sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from sealflow.knowledge import prompts, sequences
+from sealflow.knowledge.sequences import EMPTY_COMPLETION, NO_USABLE_LINES, TrainingTexts
+from sealflow.records import Passage, Question, SelfEdit
+
+PASSAGE = Passage(
+    id="pj-000000000001",
+    title="Quillon Pass",
+    context="Quillon Pass crosses the Ashen Range at 3,100 metres and is closed every winter by snow.",
+    questions=(Question("Which range does Quillon Pass cross?", "the Ashen Range"),),
+)
+PASSAGE_TEXT = "Quillon Pass\n" + PASSAGE.context
+
+
+def _chat_tokenizer():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"<unk>": 0}, unk_token="<unk>")))
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
+    return tok
+
+
+# ----------------------------------------------------------------- prompts
+
+
+def test_families_listed() -> None:
+    assert prompts.PROMPT_FAMILIES == (
+        "implications", "implications-long", "implications-very-long", "rewrite", "self-qa", "chat-implications",
+    )
+
+
+@pytest.mark.parametrize("family", [f for f in prompts.PROMPT_FAMILIES if f != "chat-implications"])
+def test_base_families_render_with_passage_and_cue(family: str) -> None:
+    text = prompts.self_edit_prompt(family, PASSAGE)
+    assert PASSAGE_TEXT in text
+    cue = {"rewrite": "Restatements:\n", "self-qa": "Question 1: "}.get(family, "Implications:\n")
+    assert text.endswith("\n\n" + cue)
+
+
+def test_implication_lengths_differ() -> None:
+    texts = {f: prompts.self_edit_prompt(f, PASSAGE) for f in prompts.PROMPT_FAMILIES[:3]}
+    assert "very long list" in texts["implications-very-long"]
+    assert "long list" in texts["implications-long"] and "very long" not in texts["implications-long"]
+    assert len(set(texts.values())) == 3
+
+
+def test_chat_family_uses_template() -> None:
+    text = prompts.self_edit_prompt("chat-implications", PASSAGE, tokenizer=_chat_tokenizer())
+    assert text.startswith("<|user|>\n") and text.endswith("<|assistant|>\n")
+    assert PASSAGE_TEXT in text
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        prompts.self_edit_prompt("chat-implications", PASSAGE)
+
+
+def test_unknown_family_names_config_key() -> None:
+    with pytest.raises(ValueError, match="knowledge.self_edits.prompt"):
+        prompts.self_edit_prompt("poem", PASSAGE)
+
+
+def test_question_prompt_is_closed_book() -> None:
+    text = prompts.question_prompt("  Which range does Quillon Pass cross? ")
+    assert text == "Question: Which range does Quillon Pass cross?\nAnswer:"
+    assert "Ashen" not in text
+
+
+def test_sft_record_is_exact_prompt_and_completion() -> None:
+    prompt = prompts.self_edit_prompt("implications", PASSAGE)
+    edit = SelfEdit(id="x-s0", input_id=PASSAGE.id, sample=0, prompt=prompt, completion="- It snows.\n",
+                    round=0, shard=0, seed=1)
+    assert prompts.sft_record(edit) == {"prompt": prompt, "completion": "- It snows.\n"}
+
+
+# ----------------------------------------------------------------- sequences
+
+LIST_EDIT = """Sure, here are the implications:
+1. Quillon Pass is a route through the Ashen Range.
+2) The pass lies above 3,000 metres.
+- Travellers cannot use the pass in winter.
+* ok
+- Travellers cannot use the pass in winter.
+
+Implication 5: Snow falls on the Ashen Range every year."""
+
+
+def test_lines_split_strips_bullets_headers_short_and_duplicates() -> None:
+    out = sequences.training_texts(PASSAGE, LIST_EDIT, "lines", include_passage=True)
+    assert out.texts == [
+        "Quillon Pass\nQuillon Pass is a route through the Ashen Range.",
+        "Quillon Pass\nThe pass lies above 3,000 metres.",
+        "Quillon Pass\nTravellers cannot use the pass in winter.",
+        "Quillon Pass\nSnow falls on the Ashen Range every year.",
+        PASSAGE_TEXT,
+    ]
+    assert out.n_from_edit == 4 and out.reason is None
+
+
+def test_lines_keep_decimal_numbers() -> None:
+    out = sequences.training_texts(PASSAGE, "3.5 percent of the pass is paved.", "lines", include_passage=False)
+    assert out.texts == ["Quillon Pass\n3.5 percent of the pass is paved."]
+
+
+def test_self_qa_pairs_stay_together() -> None:
+    completion = "Which range does it cross?\nAnswer: The Ashen Range.\nQuestion 2: When is it closed?\nAnswer: Every winter."
+    out = sequences.training_texts(PASSAGE, completion, "lines", include_passage=False)
+    assert out.texts == [
+        "Quillon Pass\nQuestion 1: Which range does it cross?\nAnswer: The Ashen Range.",
+        "Quillon Pass\nQuestion 2: When is it closed?\nAnswer: Every winter.",
+    ]
+
+
+def test_segments_split_on_blank_lines_and_separators() -> None:
+    completion = "The pass crosses a range.\nIt is high.\n\nWinter closes the pass.\n---\nSnow blocks the road each year."
+    out = sequences.training_texts(PASSAGE, completion, "segments", include_passage=True)
+    assert out.texts == [
+        "Quillon Pass\nThe pass crosses a range.\nIt is high.",
+        "Quillon Pass\nWinter closes the pass.",
+        "Quillon Pass\nSnow blocks the road each year.",
+        PASSAGE_TEXT,
+    ]
+
+
+def test_segments_chunk_a_single_block_by_lines() -> None:
+    completion = "\n".join(f"Fact number {i} about the pass." for i in range(7))
+    out = sequences.training_texts(PASSAGE, completion, "segments", include_passage=False, lines_per_segment=3)
+    assert out.n_from_edit == 3
+    assert out.texts[0].split("\n")[1:] == [f"Fact number {i} about the pass." for i in range(3)]
+    assert out.texts[-1] == "Quillon Pass\nFact number 6 about the pass."
+
+
+def test_none_split_keeps_whole_completion() -> None:
+    out = sequences.training_texts(PASSAGE, "  A rewrite of the passage.\nSecond line.  ", "none", include_passage=True)
+    assert out.texts == ["Quillon Pass\nA rewrite of the passage.\nSecond line.", PASSAGE_TEXT]
+    assert out.n_from_edit == 1
+
+
+@pytest.mark.parametrize("split", sequences.SPLITS)
+def test_unusable_completions_fall_back_to_passage(split: str) -> None:
+    empty = sequences.training_texts(PASSAGE, " \n ", split, include_passage=True)
+    assert empty == TrainingTexts([PASSAGE_TEXT], 0, EMPTY_COMPLETION)
+    junk = sequences.training_texts(PASSAGE, "- ok\n1. ...\nImplications:", split, include_passage=True)
+    assert junk == TrainingTexts([PASSAGE_TEXT], 0, NO_USABLE_LINES)
+    bare = sequences.training_texts(PASSAGE, "", split, include_passage=False)
+    assert bare.texts == [] and bare.reason == EMPTY_COMPLETION
+
+
+def test_untitled_passage_and_passage_only() -> None:
+    untitled = Passage("x", "", "Body text here.", ())
+    out = sequences.training_texts(untitled, "A fact about the body.", "lines", include_passage=True)
+    assert out.texts == ["A fact about the body.", "Body text here."]
+    assert sequences.passage_only_texts(PASSAGE) == TrainingTexts([PASSAGE_TEXT], 0, None)
+
+
+def test_unknown_split_names_config_key() -> None:
+    with pytest.raises(ValueError, match="knowledge.inner_loop.split"):
+        sequences.training_texts(PASSAGE, "x", "words", include_passage=True)
+
+
+def test_untitled_passage_prompt_has_no_blank_title() -> None:
+    text = prompts.self_edit_prompt("implications", Passage("x", "", "Body text here.", ()))
+    assert "Passage:\nBody text here.\n\nImplications:\n" in text
