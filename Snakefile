@@ -1,6 +1,8 @@
 # sealflow: SEAL (Self-Adapting Language Models) as a file-based Snakemake workflow.
 # The default config runs on a laptop CPU; config/paper-*.yaml carry the paper's settings.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from sealflow.config import validate_config
 
 min_version("9.0")
 
@@ -8,7 +10,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# A wrong key or type stops the run here, naming the key (e.g. knowledge.self_edits.k).
+validate_config(config, workflow.source_path("config/schema.yaml"))
 
 
 report: "report/workflow.rst"

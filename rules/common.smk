@@ -1,9 +1,7 @@
 # Path helpers, resources and derived settings. No pipeline logic lives here.
 import math
 
-from sealflow.config import check_config, rule_resources
-
-check_config(config)
+from sealflow.config import rule_resources
 
 OUT = f"results/{config['run']}"
 KN = f"{OUT}/knowledge"

@@ -159,7 +159,7 @@ def pretrain(model: torch.nn.Module, tokenizer, texts: Sequence[str], settings: 
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
         if step % 50 == 0 or step == settings.pretrain_steps - 1:
-            log.info("pretrain step %d/%d loss %.3f (%.0f s)", step, settings.pretrain_steps, float(loss), time.time() - started)
+            log.info("pretrain step %d/%d loss %.3f (%.0f s)", step, settings.pretrain_steps, losses[-1], time.time() - started)
     model.eval()
     return losses
 

@@ -78,3 +78,35 @@ def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, An
         else:
             raise ConfigError(f"resources.{kind}.gpu_request must be gpus, gres or constraint, got {request!r}")
     return out
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def schema_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every schema violation as one line that starts with the dotted config key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for err in sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))):
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            for key in extra:
+                lines.append(f"{_dotted([*err.absolute_path, key])}: unknown key")
+        else:
+            lines.append(f"{_dotted(err.absolute_path)}: {err.message}")
+    return lines
+
+
+def validate_config(cfg: Mapping[str, Any], schema_path: str) -> None:
+    """Check ``cfg`` against the schema, then cross-key rules; raise one readable error."""
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    problems = schema_errors(cfg, schema)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    check_config(cfg)

@@ -120,8 +120,15 @@ def test_vllm_sampling_returns_k_completions_within_budget(vllm_backend, adapter
                                   temperature=1.0, top_p=0.95, seed=i) for i, p in enumerate(PROMPTS)]
     out = vllm_backend.generate(requests)
     assert [len(o) for o in out] == [5] * len(PROMPTS)
-    for completions in out:
-        assert all(len(tok(c, add_special_tokens=False)["input_ids"]) <= 6 for c in completions)
+    # Token budget, checked on the engine's token ids (re-encoding decoded text is not
+    # exact: a completion may end inside a multi-byte character).
+    raw = vllm_backend.llm.generate(
+        [{"prompt_token_ids": tok(r.prompt, add_special_tokens=False)["input_ids"]} for r in requests],
+        [vllm_backend._sampling(r) for r in requests], lora_request=[vllm_backend._lora(r.adapter) for r in requests],
+        use_tqdm=False)
+    for request, output, completions in zip(requests, raw, out):
+        assert len(output.outputs) == 5 and all(1 <= len(c.token_ids) <= 6 for c in output.outputs)
+        assert completions == [tok.decode(c.token_ids, skip_special_tokens=True) for c in output.outputs]
     assert any(len(set(o)) > 1 for o in out)  # k samples, not k copies
     assert vllm_backend.generate(requests) == out  # seeded: reproducible
     stopped = vllm_backend.generate([GenerationRequest("The city", n=3, max_new_tokens=12, temperature=1.0, seed=3,
@@ -147,7 +154,7 @@ def test_raw_vllm_cpu_applies_last_lora_slot_to_base_requests(vllm_backend, adap
 
     llm, tok = vllm_backend.llm, vllm_backend.tokenizer
     requests = _greedy_requests(adapters)
-    expected = dict(zip(range(len(requests)), hf_greedy))
+    expected = [completions[0] for completions in hf_greedy]
     lora_ids = {adapters["a"]: LoRARequest("raw_a", 101, adapters["a"]), adapters["b"]: LoRARequest("raw_b", 102, adapters["b"])}
     prompts = [TokensPrompt(prompt_token_ids=tok(r.prompt, add_special_tokens=False)["input_ids"]) for r in requests]
     params = SamplingParams(temperature=0.0, max_tokens=MAX_NEW)

@@ -1,0 +1,44 @@
+# sealflow: the two commands of the README, and their building blocks.
+#   make run    set up .venv and run the embedded default (CPU, tiny models), then build the report
+#   make test   set up .venv with the test tools and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN ?= demo
+CONFIG ?= config/config.yaml
+CORES ?= 2
+
+.PHONY: setup run run-fewshot report test-setup test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is installed first and pinned: 2.13.0 is the CPU wheel this project is tested with.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/$(RUN)/report.html --report-after-run
+	@echo "Report: results/$(RUN)/report.html"
+
+run-fewshot:
+	$(MAKE) run CONFIG=config/fewshot.yaml RUN=arc-demo
+
+report: setup
+	$(BIN)/snakemake --configfile $(CONFIG) --report results/$(RUN)/report.html
+
+# Test tools beyond pip: vLLM's CPU build, a local SLURM and Chromium (the latter two
+# only where we are root on Debian; their tests skip with a reason elsewhere).
+test-setup: setup
+	bash tools/install_test_extras.sh $(BIN)/python
+
+test: test-setup
+	$(BIN)/pytest
+
+clean:
+	rm -rf results .snakemake test-artifacts

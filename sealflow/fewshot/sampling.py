@@ -1,0 +1,77 @@
+"""Sampling ARC self-edits from a policy, and the exact texts the model reads.
+
+Every sequence the model reads starts with its begin-of-text token, as the LoRA
+trainer (``lora.encode_example``) prepends it: a self-edit's stored ``prompt`` is the
+text *after* that token, so the ReST-EM update trains on exactly what was sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..backends import Backend, GenerationRequest
+from ..knowledge.selfedits import derived_seed, slot_name
+from ..records import SelfEdit
+from .prompts import self_edit_prompt
+from .tasks import ArcTask
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    k: int = 3
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    chat_template: bool = True  # wrap the prompt in the tokenizer's chat template when it has one
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SamplingSettings":
+        return cls(int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]),
+                   bool(cfg.get("chat_template", True)))
+
+
+def bos_text(tokenizer: Any) -> str:
+    """The begin-of-text token the trainer prepends ("" when the model has none)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bos if bos and bos != getattr(tokenizer, "eos_token", None) else ""
+
+
+def with_bos(tokenizer: Any, text: str) -> str:
+    return bos_text(tokenizer) + text
+
+
+def policy_prompt(task: ArcTask, tokenizer: Any, chat: bool = True) -> str:
+    """The self-edit prompt (chat-formatted for chat models), without a leading BOS."""
+    text = self_edit_prompt(task)
+    if chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+        bos = bos_text(tokenizer)
+        if bos and text.startswith(bos):
+            text = text[len(bos):]
+    return text
+
+
+def sample_self_edits(backend: Backend, tokenizer: Any, tasks: Sequence[ArcTask], settings: SamplingSettings,
+                      prefix: str, round_: int, shard: int, seed: int, policy: str) -> list[SelfEdit]:
+    """``k`` self-edits per task in one backend call; ids are ``{prefix}-p{pos}-k{sample}``."""
+    prompts = [policy_prompt(t, tokenizer, settings.chat_template) for t in tasks]
+    seeds = [derived_seed(seed, prefix, pos) for pos in range(len(tasks))]
+    requests = [
+        GenerationRequest(with_bos(tokenizer, prompt), n=settings.k, max_new_tokens=settings.max_new_tokens,
+                          temperature=settings.temperature, top_p=settings.top_p, seed=s)
+        for prompt, s in zip(prompts, seeds)
+    ]
+    outputs = backend.generate(requests)
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "k": settings.k,
+                "max_new_tokens": settings.max_new_tokens, "chat_template": settings.chat_template}
+    edits = []
+    for pos, (task, prompt, s, completions) in enumerate(zip(tasks, prompts, seeds, outputs)):
+        for sample in range(settings.k):
+            edits.append(SelfEdit(
+                id=f"{prefix}-{slot_name(pos, sample)}", input_id=task.id, sample=sample, prompt=prompt,
+                completion=completions[sample] if sample < len(completions) else "", round=round_, shard=shard,
+                seed=s, sampling=sampling, policy=policy,
+            ))
+    return edits

@@ -1,0 +1,110 @@
+"""Held-out evaluation stages as plain functions of paths and config (scripts call these)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import pandas as pd
+
+from ..atomic import read_jsonl, write_csv, write_jsonl
+from ..backends import BackendSettings, make_backend
+from ..devices import resolve_placement
+from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..provenance import write_meta
+from ..records import SelfEdit
+from .data import read_passages_jsonl
+from .heldout import (EXTERNAL, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, EvalSettings, continual_matrix,
+                      forgetting_rows, heldout_config, needs_self_edits, sampling_config, sort_summary,
+                      summary_row, wide_table)
+from .heldout_eval import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt, evaluate_single,
+                           sample_heldout_edits)
+from .heldout_external import ExternalSettings, sample_external
+from .selfedits import SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+def sample_stage(config: dict, method: str, passages_path: str, policy: str | None, out: str) -> None:
+    """Held-out self-edits of ``method``: from its policy, or from the external endpoint."""
+    passages = read_passages_jsonl(passages_path)
+    sampling = SamplingSettings.from_config(sampling_config(config))
+    if method == EXTERNAL:
+        ext = ExternalSettings.from_config(heldout_config(config)["external"])
+        edits = sample_external(passages, ext, sampling.k, sampling.temperature, sampling.top_p,
+                                sampling.max_new_tokens, config["seed"], method)
+        writer = f"external:{ext.model}"
+    else:
+        if policy is None:
+            raise ValueError(f"method {method!r} has no policy to sample held-out self-edits from")
+        placement = resolve_placement(config["device"])
+        tokenizer = load_tokenizer(policy)
+        backend = make_backend(policy, placement, BackendSettings.from_config(config["backend"]))
+        try:
+            edits = sample_heldout_edits(backend, tokenizer, passages, sampling, method, config["seed"],
+                                         resolve_model_path(policy))
+        finally:
+            backend.close()
+        writer = resolve_model_path(policy)
+    write_jsonl(out, [e.to_dict() for e in edits])
+    write_meta(out, config, seed=config["seed"], method=method, model=writer, n_edits=len(edits),
+               n_passages=len(passages))
+    log.info("%s: %d held-out self-edits for %d passages", method, len(edits), len(passages))
+
+
+def evaluate_stage(config: dict, method: str, setting: str, passages_path: str, model_path: str,
+                   edits_path: str | None, out: str, matrix_out: str | None = None) -> None:
+    """Per-question rows of one (method, setting); continual also writes its matrix."""
+    settings = EvalSettings.from_config(config)
+    passages = read_passages_jsonl(passages_path)
+    edits = edits_by_passage([SelfEdit.from_dict(r) for r in read_jsonl(edits_path)]) if edits_path else {}
+    if needs_self_edits(method) and not edits:
+        raise ValueError(f"method {method!r} needs held-out self-edits but {edits_path} holds none")
+    placement = resolve_placement(config["device"])
+    tokenizer = load_tokenizer(model_path)
+    batch = int(config.get("backend", {}).get("batch_size", 32))
+    if setting == "continual":
+        rows = evaluate_continual(lambda: load_model(model_path, placement), tokenizer, placement, method, passages,
+                                  edits, settings, batch)
+    else:
+        model = load_model(model_path, placement)
+        run = evaluate_single if setting == "single" else evaluate_cpt
+        rows = run(model, tokenizer, placement, method, passages, edits, settings, batch)
+    write_csv(out, rows, ROW_COLUMNS)
+    write_meta(out, config, seed=config["seed"], method=method, setting=setting, model=resolve_model_path(model_path),
+               self_edits=edits_path, grader=settings.scoring.grader, k=settings.k, eval_repeats=settings.eval_repeats)
+    if matrix_out:
+        order = [p.id for p in continual_order(passages, settings.continual_passages)]
+        matrix = continual_matrix(rows, order)
+        write_csv(matrix_out, matrix, ["after_update", "learnt", *order])
+        write_meta(matrix_out, config, method=method, rows="after update i (0 = before any update)",
+                   columns="held-out passages in learning order", cell="mean score over questions and repeats")
+    log.info("%s/%s: %d graded answers", setting, method, len(rows))
+
+
+def _read_rows(path: str) -> list[dict]:
+    return pd.read_csv(path, keep_default_na=False).to_dict("records")
+
+
+def summary_stage(config: dict, pairs: Sequence[Sequence[str]], row_paths: Sequence[str], models: Sequence[str],
+                  writers: Sequence[str], matrix_methods: Sequence[str], matrix_paths: Sequence[str],
+                  summary_out: str, table_out: str, forgetting_out: str) -> None:
+    """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``."""
+    n_boot = int(heldout_config(config)["bootstrap_samples"])
+    summary = [summary_row(method, setting, _read_rows(path), resolve_model_path(model), writer, n_boot, config["seed"])
+               for (setting, method), path, model, writer in zip(pairs, row_paths, models, writers)]
+    summary = sort_summary(summary)
+    write_csv(summary_out, summary, SUMMARY_COLUMNS)
+    table = wide_table(summary)
+    write_csv(table_out, table, list(table[0]) if table else ["method", "round"])
+    forgetting = []
+    for method, path in zip(matrix_methods, matrix_paths):
+        matrix = _read_rows(path)
+        order = [c for c in pd.read_csv(path, nrows=0).columns if c not in ("after_update", "learnt")]
+        forgetting += forgetting_rows(method, matrix, order)
+    write_csv(forgetting_out, forgetting, FORGETTING_COLUMNS)
+    for path in (summary_out, table_out, forgetting_out):
+        write_meta(path, config, grader=EvalSettings.from_config(config).scoring.grader,
+                   interval="95%: Wilson for 0/1 per-question scores, else percentile bootstrap over questions",
+                   accuracy="mean over questions of each question's mean score over samples and repeats")
+    log.info("held-out summary: %d rows", len(summary))

@@ -1,0 +1,73 @@
+"""Snakemake ``benchmark:`` files: one TSV row per job, the rule and wildcards in the path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+DOMAINS = ("knowledge", "fewshot")
+BENCHMARK_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                     "mean_load", "cpu_time")
+_ROUND = re.compile(r"^round(\d+)$")
+_SHARD = re.compile(r"^shard(\d+)$")
+
+
+def parse_benchmark_path(rel: str | Path, rule_names: Iterable[str] = ()) -> dict[str, object]:
+    """Rule, domain, round and shard from a path relative to the benchmarks folder.
+
+    ``base_model/knowledge.tsv``, ``knowledge/round1/inner_loop/shard0.tsv`` and
+    ``knowledge/round2/update_policy.tsv`` are the layouts in use. A path component equal
+    to a known rule name wins; otherwise the first component that is not a domain, round
+    or shard is taken as the rule.
+    """
+    parts = list(Path(rel).with_suffix("").parts)
+    known = set(rule_names)
+    domain = next((p for p in parts if p in DOMAINS), None)
+    rnd = next((int(m.group(1)) for p in parts if (m := _ROUND.match(p))), None)
+    shard = next((int(m.group(1)) for p in parts if (m := _SHARD.match(p))), None)
+    rule = next((p for p in parts if p in known), None)
+    if rule is None:
+        rest = [p for p in parts if p not in DOMAINS and not _ROUND.match(p) and not _SHARD.match(p)]
+        rule = rest[0] if rest else parts[0]
+    return {"rule": rule, "domain": domain or "", "round": rnd, "shard": shard, "path": str(rel)}
+
+
+def load_benchmarks(root: str | Path, rule_names: Sequence[str] = ()) -> pd.DataFrame:
+    """Every ``*.tsv`` under ``root`` as one frame: benchmark columns plus rule/domain/round/shard."""
+    root = Path(root)
+    frames = []
+    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        try:
+            table = pd.read_csv(path, sep="\t")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        if table.empty or "s" not in table.columns:
+            continue
+        meta = parse_benchmark_path(path.relative_to(root), rule_names)
+        for key, value in meta.items():
+            table[key] = value
+        table["repeat"] = range(len(table))
+        frames.append(table)
+    columns = ["rule", "domain", "round", "shard", "path", "repeat", *BENCHMARK_COLUMNS]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)
+    for col in ("s", "max_rss", "cpu_time", "mean_load", "io_in", "io_out"):
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce")  # "-" where not measured
+    return out[[c for c in columns if c in out.columns] + [c for c in out.columns if c not in columns]]
+
+
+def summarize_benchmarks(bench: pd.DataFrame) -> pd.DataFrame:
+    """Per rule and domain: jobs, total / mean / max wall seconds, peak RSS (MB), CPU seconds."""
+    cols = ["rule", "domain", "jobs", "wall_s_total", "wall_s_mean", "wall_s_max", "max_rss_mb", "cpu_s_total"]
+    if bench.empty:
+        return pd.DataFrame(columns=cols)
+    grouped = bench.groupby(["rule", "domain"], sort=False, dropna=False)
+    out = grouped.agg(jobs=("s", "size"), wall_s_total=("s", "sum"), wall_s_mean=("s", "mean"),
+                      wall_s_max=("s", "max"), max_rss_mb=("max_rss", "max"),
+                      cpu_s_total=("cpu_time", "sum")).reset_index()
+    return out.sort_values(["wall_s_total", "rule"], ascending=[False, True], ignore_index=True)[cols]

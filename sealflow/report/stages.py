@@ -1,0 +1,78 @@
+"""File IO around the pure report functions; one function per ``scripts/report_*.py``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from sealflow.atomic import read_jsonl, write_text
+from sealflow.report import DOMAIN_TITLES, plots, tables
+from sealflow.report.benchmarks import load_benchmarks, summarize_benchmarks
+
+log = logging.getLogger("sealflow.report")
+PathLike = str | os.PathLike
+
+
+def read_rewards(paths: Sequence[PathLike]) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in paths]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["edit_id", "input_id", "round", "reward_mean", "valid"])
+
+
+def reward_plots(domain: str, rewards: Sequence[PathLike], distribution_out: PathLike,
+                 fraction_out: PathLike) -> None:
+    """Reward distribution and fraction of positive rewards, every round of one domain."""
+    data = read_rewards(rewards)
+    title = DOMAIN_TITLES.get(domain, domain)
+    log.info("%s: %d rewards from %d files", domain, len(data), len(rewards))
+    plots.save_figure(plots.reward_distribution(data, f"{title}: reward per self-edit"), distribution_out)
+    plots.save_figure(plots.positive_fraction(data, f"{title}: self-edits with positive reward"), fraction_out)
+
+
+def examples(domain: str, rnd: int, rewards: PathLike, edits: Sequence[PathLike], filtered: PathLike | None,
+             out: PathLike, n: int = 3) -> None:
+    """Best and worst self-edits of one round, with their text, as an HTML page."""
+    data = read_rewards([rewards])
+    edit_rows = [row for path in edits for row in read_jsonl(path)]
+    kept = [row["edit_id"] for row in read_jsonl(filtered)] if filtered else []
+    picked = tables.select_examples(data, edit_rows, kept, n=n)
+    title = f"{DOMAIN_TITLES.get(domain, domain)}, round {rnd}: best and worst self-edits"
+    write_text(out, tables.examples_html(picked, title, tables.examples_note(data)))
+    log.info("%d examples written to %s", len(picked), out)
+
+
+def heldout(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+    """Held-out knowledge accuracy by method and setting: chart and table."""
+    data = pd.read_csv(summary)
+    plots.save_figure(plots.heldout_accuracy(data, "Knowledge incorporation: held-out accuracy"), plot_out)
+    write_text(table_out, tables.frame_html(tables.format_summary(data), "Held-out accuracy by method and setting",
+                                            "accuracy with 95% confidence interval over held-out questions"))
+
+
+def forgetting(matrix: PathLike, method: str, out: PathLike) -> None:
+    """Continual setting: the accuracy matrix and the forgetting curve of one method."""
+    plots.save_figure(plots.forgetting_curve(plots.read_matrix(matrix), method), out)
+
+
+def fewshot_eval(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+    """ARC success rate by method: chart and table."""
+    data = pd.read_csv(summary)
+    plots.save_figure(plots.arc_success(data, "Few-shot ARC: success rate on held-out tasks"), plot_out)
+    write_text(table_out, tables.frame_html(tables.format_summary(data), "ARC success by method",
+                                            "success rate with 95% confidence interval over held-out tasks"))
+
+
+def cost(benchmarks_root: PathLike, rule_names: Sequence[str], plot_out: PathLike, table_out: PathLike) -> None:
+    """Wall time and peak memory per rule from every Snakemake benchmark file of the run."""
+    bench = load_benchmarks(Path(benchmarks_root), rule_names)
+    summary = summarize_benchmarks(bench)
+    log.info("%d benchmark rows, %d rule/domain groups", len(bench), len(summary))
+    plots.save_figure(plots.cost_overview(summary, "Cost per rule (from benchmark files)"), plot_out)
+    write_text(table_out, tables.frame_html(summary, "Cost per rule",
+                                            f"{len(bench)} jobs with a benchmark file; memory in MB, time in s",
+                                            float_digits=1))

@@ -1,0 +1,82 @@
+"""Config validation names the key; atomic writes never leave partial files."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from sealflow.atomic import atomic_dir, atomic_file, read_jsonl, write_jsonl
+from sealflow.config import ConfigError, rule_resources, validate_config
+from workflow import ROOT
+
+SCHEMA = str(ROOT / "config/schema.yaml")
+
+
+@pytest.fixture()
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_default_and_shipped_configs_are_valid(config):
+    validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["knowledge"]["self_edits"].update(kk=3), "knowledge.self_edits.kk: unknown key"),
+    (lambda c: c["knowledge"]["self_edits"].update(k="three"), "knowledge.self_edits.k:"),
+    (lambda c: c.update(device="tpu"), "device:"),
+    (lambda c: c["knowledge"]["inner_loop"]["lora"].update(r=0), "knowledge.inner_loop.lora.r:"),
+    (lambda c: c["knowledge"]["data"].update(n_train=7), "knowledge.data.n_train=7 must be a multiple"),
+    (lambda c: c["knowledge"]["restem"].update(keep_top_k=99), "knowledge.restem.keep_top_k=99"),
+    (lambda c: c["backend"].update(name="server", base_url=None), "backend.base_url"),
+])
+def test_invalid_config_names_the_key(config, mutate, key):
+    bad = copy.deepcopy(config)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad, SCHEMA)
+    assert key in str(err.value)
+
+
+def test_gpu_resources_map_to_slurm(config):
+    cfg = copy.deepcopy(config)
+    cfg["resources"]["gpu"].update(gpus=1, gpu_type="h100", slurm_partition="gpu-h100")
+    assert rule_resources(cfg, "inner_loop", "gpu") | {} == {"mem_mb": 8000, "runtime": 120, "cpus_per_task": 2,
+                                                             "slurm_partition": "gpu-h100", "gpu": 1, "gpu_model": "h100"}
+    cfg["resources"]["gpu"]["gpu_request"] = "gres"
+    assert rule_resources(cfg, "inner_loop", "gpu")["gres"] == "gpu:h100:1"
+    cfg["resources"]["rules"] = {"inner_loop": {"runtime": 600}}
+    assert rule_resources(cfg, "inner_loop", "gpu")["runtime"] == 600
+    assert "gpu" not in rule_resources(cfg, "rewards", "cpu")
+
+
+def test_atomic_file_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert not target.exists() and os.listdir(tmp_path) == []
+    write_jsonl(target, [{"a": 1}, {"b": 2}])
+    assert read_jsonl(target) == [{"a": 1}, {"b": 2}]
+
+
+def test_atomic_dir_replaces_whole_folder(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "x").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "y").write_text("2")
+            raise RuntimeError("boom")
+    assert sorted(os.listdir(target)) == ["x"] and sorted(os.listdir(tmp_path)) == ["adapter"]
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match=r"e.jsonl:2"):
+        read_jsonl(path)

@@ -1,0 +1,103 @@
+"""The knowledge domain run for real by Snakemake on the tiny test config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow import ROOT, copy_workflow, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.workflow
+CFG = ("--configfile", "config/test.yaml")
+
+
+def _test_config() -> dict:
+    base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    over = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+
+    def merge(a, b):
+        for key, value in b.items():
+            a[key] = merge(a.get(key, {}), value) if isinstance(value, dict) and isinstance(a.get(key), dict) else value
+        return a
+
+    return merge(base, over)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("knowledge-run"))
+    run_snakemake(workdir, *CFG)
+    return workdir
+
+
+def test_targeting_one_round_plans_only_what_it_needs(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    cfg = _test_config()["knowledge"]
+    shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
+    jobs = planned_jobs(workdir, "results/test/knowledge/round1/filtered.jsonl", *CFG)
+    assert jobs == {"base_model": 1, "prepare_passages": 1, "generate_self_edits": shards, "inner_loop": shards,
+                    "score_adapters": shards, "rewards": 1, "restem_filter": 1}
+
+
+def test_full_run_produces_every_artifact(finished_run):
+    cfg = _test_config()["knowledge"]
+    n_train, k, size = cfg["data"]["n_train"], cfg["self_edits"]["k"], cfg["self_edits"]["shard_size"]
+    root = finished_run / "results/test/knowledge"
+    for r in range(1, cfg["rounds"] + 1):
+        rnd = root / f"round{r}"
+        edits = [json.loads(line) for s in range(n_train // size) for line in open(rnd / f"self_edits/shard{s}.jsonl")]
+        assert len(edits) == n_train * k
+        assert {"id", "input_id", "prompt", "completion", "sampling", "seed"} <= set(edits[0])
+        adapters = list((rnd / "adapters").glob("shard*/*/rep*/adapter_model.safetensors"))
+        assert len(adapters) == n_train * k * cfg["inner_loop"]["eval_repeats"]
+        assert all((a.parent / "adapter_config.json").is_file() for a in adapters)
+        evals = pd.concat(pd.read_csv(p) for p in sorted((rnd / "eval").glob("shard*.csv")))
+        assert {"edit_id", "question", "answer_base", "answer_adapted", "score_base", "score_adapted", "repeat"} <= set(evals.columns)
+        rewards = pd.read_csv(rnd / "rewards.csv")
+        assert len(rewards) == n_train * k and set(rewards.edit_id) == {e["id"] for e in edits}
+        assert rewards.reward_mean.between(-1, 1).all()
+        assert (rewards[~rewards.valid].reward_mean == 0).all()
+        assert (rnd / "rewards.csv.meta.json").is_file()
+        kept = [json.loads(line) for line in open(rnd / "filtered.jsonl")]
+        assert len(kept) <= n_train * cfg["restem"]["keep_top_k"]
+    assert (root / f"round{cfg['rounds']}/policy/config.json").is_file()
+    # No temporary file survived under a final name or at all.
+    assert not list(root.rglob(".*.tmp-*"))
+
+
+def test_rerun_after_finished_run_does_nothing(finished_run):
+    assert planned_jobs(finished_run, *CFG) == {}
+
+
+def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
+    cfg = _test_config()["knowledge"]
+    last = cfg["rounds"]
+    rnd = finished_run / f"results/test/knowledge/round{last}"
+    adapters = sorted((rnd / "adapters/shard1").glob("*/rep0/adapter_model.safetensors"))
+    victim, kept = adapters[0], adapters[1:]
+    others = sorted((rnd / "adapters/shard0").glob("*/rep0/adapter_model.safetensors"))
+    before = {p: p.stat().st_mtime_ns for p in kept + others}
+    victim.unlink()
+    target = f"results/test/knowledge/round{last}/rewards.csv"
+    assert planned_jobs(finished_run, target, *CFG) == {"inner_loop": 1, "score_adapters": 1, "rewards": 1}
+    run_snakemake(finished_run, target, *CFG)
+    assert victim.is_file()
+    assert {p: p.stat().st_mtime_ns for p in kept + others} == before  # kept, not retrained
+    manifest = json.loads((rnd / "adapters/shard1.json").read_text())["adapters"]
+    statuses = {row["status"] for row in manifest}
+    assert "kept" in statuses and ("trained" in statuses or "inert" in statuses)
+
+
+def test_paper_config_plans_fifty_passages_times_five(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", "config/paper-knowledge.yaml")
+    paper = yaml.safe_load((ROOT / "config/paper-knowledge.yaml").read_text())["knowledge"]
+    assert paper["data"]["n_train"] == 50 and paper["self_edits"]["k"] == 5
+    shards = 50 // paper["self_edits"]["shard_size"]
+    rounds = paper["rounds"]
+    for rule in ("generate_self_edits", "inner_loop", "score_adapters"):
+        assert jobs[rule] == shards * rounds

@@ -1,0 +1,92 @@
+"""ReST-EM filter, rewards, SFT masking and the merged policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from sealflow.records import SelfEdit
+from sealflow.restem import restem_filter
+from sealflow.rewards import compute_rewards
+
+
+def _edit(eid: str, input_id: str, sample: int) -> SelfEdit:
+    return SelfEdit(id=eid, input_id=input_id, sample=sample, prompt=f"P-{input_id}", completion=f"C-{eid}",
+                    round=1, shard=0, seed=0)
+
+
+EDITS = [_edit("a0", "a", 0), _edit("a1", "a", 1), _edit("a2", "a", 2), _edit("b0", "b", 0), _edit("b1", "b", 1)]
+
+
+def _rewards(values: dict[str, float], invalid: set[str] = frozenset()) -> list[dict]:
+    return [{"edit_id": k, "reward_mean": v, "valid": k not in invalid} for k, v in values.items()]
+
+
+def test_filter_keeps_top_k_per_input_in_order():
+    kept = restem_filter(_rewards({"a0": 0.1, "a1": 0.5, "a2": 0.3, "b0": 0.2, "b1": 0.0}), EDITS, keep_top_k=1)
+    assert [k["edit_id"] for k in kept] == ["a1", "b0"]
+    assert kept[0] == {"prompt": "P-a", "completion": "C-a1", "input_id": "a", "edit_id": "a1", "reward": 0.5}
+    two = restem_filter(_rewards({"a0": 0.1, "a1": 0.5, "a2": 0.3, "b0": 0.2, "b1": 0.0}), EDITS, keep_top_k=2)
+    assert [k["edit_id"] for k in two] == ["a1", "a2", "b0", "b1"]
+
+
+def test_filter_ties_are_deterministic_by_sample():
+    kept = restem_filter(_rewards({"a2": 0.5, "a1": 0.5, "a0": 0.5, "b1": 0.0, "b0": 0.0}), EDITS, keep_top_k=1)
+    assert [k["edit_id"] for k in kept] == ["a0", "b0"]
+
+
+def test_filter_threshold_and_invalid_and_empty():
+    values = {"a0": 0.1, "a1": 0.5, "a2": 0.3, "b0": 0.2, "b1": 0.0}
+    kept = restem_filter(_rewards(values, invalid={"a1"}), EDITS, keep_top_k=1, min_reward=0.25)
+    assert [k["edit_id"] for k in kept] == ["a2"]
+    assert restem_filter(_rewards(values), EDITS, keep_top_k=1, min_reward=0.9) == []
+    assert restem_filter([], EDITS, keep_top_k=1) == []
+
+
+def test_rewards_relative_and_invalid_rows():
+    rows = [
+        {"edit_id": "a0", "repeat": 0, "question_index": 0, "score_base": 0.0, "score_adapted": 1.0, "valid": True, "reason": ""},
+        {"edit_id": "a0", "repeat": 0, "question_index": 1, "score_base": 1.0, "score_adapted": 1.0, "valid": True, "reason": ""},
+        {"edit_id": "a0", "repeat": 1, "question_index": 0, "score_base": 0.0, "score_adapted": 0.0, "valid": True, "reason": ""},
+        {"edit_id": "a0", "repeat": 1, "question_index": 1, "score_base": 1.0, "score_adapted": 1.0, "valid": True, "reason": ""},
+        {"edit_id": "a1", "repeat": 0, "question_index": 0, "score_base": 0.0, "score_adapted": "", "valid": "False", "reason": "empty_completion"},
+    ]
+    out = {r["edit_id"]: r for r in compute_rewards(rows, EDITS[:3])}
+    assert out["a0"]["reward_mean"] == pytest.approx(0.25) and out["a0"]["reward_std"] == pytest.approx(0.25)
+    assert out["a0"]["n_repeats"] == 2 and out["a0"]["valid"]
+    assert out["a1"]["reward_mean"] == 0 and not out["a1"]["valid"] and out["a1"]["reason"] == "empty_completion"
+    assert out["a2"]["reason"] == "not_scored" and out["a2"]["reward_mean"] == 0
+    absolute = {r["edit_id"]: r for r in compute_rewards(rows, EDITS[:1], relative=False)}
+    assert absolute["a0"]["reward_mean"] == pytest.approx(0.75)
+
+
+def test_sft_masks_every_prompt_token_and_no_completion_token(tiny_model_dir):
+    from sealflow.lora import TrainExample, encode_example
+    from sealflow.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    prompt = "Read the passage below.\n\nPassage:\nVelmora\nVelmora is a city.\n\nImplications:\n"
+    completion = "Velmora lies in Dranth.\nThe founder of Velmora was Orlan Pike."
+    ids, labels = encode_example(tok, TrainExample(completion, prompt), 512, mask_prompt=True)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    n_completion = len(tok(completion, add_special_tokens=False)["input_ids"]) + 1  # + eos
+    assert labels[:n_prompt] == [-100] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:] and len(ids) - n_prompt == n_completion
+
+
+def test_update_policy_merges_and_reloads(tiny_model_dir, tmp_path):
+    from sealflow.backends import BackendSettings, GenerationRequest, make_backend
+    from sealflow.devices import resolve_placement
+    from sealflow.lora import LoraSettings, TrainSettings
+    from sealflow.sft import update_policy
+
+    placement = resolve_placement("cpu")
+    rows = [{"prompt": "Implications:\n", "completion": "zz qq zz qq zz qq"}] * 8
+    stats = update_policy(str(tiny_model_dir), rows, LoraSettings(r=8, alpha=32), TrainSettings(epochs=8, lr=3e-2, batch_size=4),
+                          tmp_path / "policy", placement)
+    assert stats["steps"] == 16
+    assert not (tmp_path / "policy" / "adapter_config.json").exists()  # merged: a plain model folder
+    old = make_backend(str(tiny_model_dir), placement, BackendSettings()).generate([GenerationRequest("Implications:\n", max_new_tokens=6)])
+    new = make_backend(str(tmp_path / "policy"), placement, BackendSettings()).generate([GenerationRequest("Implications:\n", max_new_tokens=6)])
+    assert new[0][0] and new != old
+    empty = update_policy(str(tmp_path / "policy"), [], LoraSettings(), TrainSettings(), tmp_path / "same", placement)
+    assert empty["examples"] == 0 and (tmp_path / "same" / "config.json").is_file()
