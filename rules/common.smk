@@ -25,7 +25,12 @@ def threads_of(rule_name, kind):
 
 
 def retries():
-    return config["resources"].get("retries", 0)
+    """Rule-level retries from config; None leaves it to --retries / the profile.
+
+    A rule-level value (even 0) overrides --retries, and on SLURM it is applied inside
+    the job as well, so the default is None and profiles set retries.
+    """
+    return config["resources"].get("retries")
 
 
 def script_env():

@@ -2,39 +2,29 @@
 # which no round ever trains on. Every step is a file:
 #   heldout/self_edits/{method}.jsonl            held-out self-edits of a method's writer
 #   heldout/{single,cpt,continual}/{method}.csv  per-question graded answers
-#   heldout/continual/continual_matrix_{method}.csv   accuracy after update i on passage j
+#   heldout/continual_matrix_{method}.csv        accuracy after update i on passage j
 #   heldout/summary.csv, table.csv, forgetting.csv    accuracies with 95% intervals
 # The last round's policy round{R+1}/policy is built by update_policy on demand.
-from sealflow.knowledge.heldout import (
-    EXTERNAL,
-    adapted_model,
-    continual_methods,
-    evaluations,
-    heldout_config,
-    heldout_methods,
-    heldout_settings,
-    needs_self_edits,
-    writer_model,
-)
+from sealflow.knowledge import heldout as kh
 
 KH = f"{KN}/heldout"
-KH_CFG = heldout_config(config) if "knowledge" in config else {"enabled": False}
+KH_CFG = kh.heldout_config(config) if "knowledge" in config else {"enabled": False}
 KH_METHOD = r"base|passage|base_self_edits|external|round\d+"
 
 
 def kh_model(method):
-    return adapted_model(method, KN, KH_CFG["adapt"])
+    return kh.adapted_model(method, KN, KH_CFG["adapt"])
 
 
 def kh_writer_label(method):
-    if method == EXTERNAL:
+    if method == kh.EXTERNAL:
         return f"external:{KH_CFG['external']['model']}"
-    return writer_model(method, KN) or ""
+    return kh.writer_model(method, KN) or ""
 
 
 def kh_sample_inputs(wildcards):
     inputs = {"passages": f"{KN}/data/val.jsonl"}
-    writer = writer_model(wildcards.method, KN)
+    writer = kh.writer_model(wildcards.method, KN)
     if writer is not None:
         inputs["policy"] = writer
     return inputs
@@ -42,7 +32,7 @@ def kh_sample_inputs(wildcards):
 
 def kh_eval_inputs(wildcards):
     inputs = {"passages": f"{KN}/data/val.jsonl", "model": kh_model(wildcards.method)}
-    if needs_self_edits(wildcards.method):
+    if kh.needs_self_edits(wildcards.method):
         inputs["edits"] = f"{KH}/self_edits/{wildcards.method}.jsonl"
     return inputs
 
@@ -51,10 +41,16 @@ def kh_row_file(setting, method):
     return f"{KH}/{setting}/{method}.csv"
 
 
+def kh_matrix_file(method):
+    return f"{KH}/continual_matrix_{method}.csv"
+
+
 def knowledge_eval_targets():
-    if "knowledge" not in config or not heldout_methods(config):
+    """The summary tables and every continual matrix (the report plots one per method)."""
+    if "knowledge" not in config or not kh.heldout_methods(config):
         return []
-    return [f"{KH}/summary.csv", f"{KH}/table.csv", f"{KH}/forgetting.csv"]
+    targets = [f"{KH}/summary.csv", f"{KH}/table.csv", f"{KH}/forgetting.csv"]
+    return targets + [kh_matrix_file(m) for m in kh.continual_methods(config)]
 
 
 rule heldout_self_edits:
@@ -108,7 +104,7 @@ rule heldout_continual:
         unpack(kh_eval_inputs),
     output:
         rows=f"{KH}/continual/{{method}}.csv",
-        matrix=f"{KH}/continual/continual_matrix_{{method}}.csv",
+        matrix=f"{KH}/continual_matrix_{{method}}.csv",
     wildcard_constraints:
         method=KH_METHOD,
     params:
@@ -130,8 +126,8 @@ rule heldout_continual:
 
 rule heldout_summary:
     input:
-        rows=[kh_row_file(s, m) for s, m in evaluations(config)] if "knowledge" in config else [],
-        matrices=[f"{KH}/continual/continual_matrix_{m}.csv" for m in continual_methods(config)]
+        rows=[kh_row_file(s, m) for s, m in kh.evaluations(config)] if "knowledge" in config else [],
+        matrices=[kh_matrix_file(m) for m in kh.continual_methods(config)]
         if "knowledge" in config
         else [],
     output:
@@ -157,10 +153,10 @@ rule heldout_summary:
             labels={"table": "forgetting.csv"},
         ),
     params:
-        pairs=[list(p) for p in evaluations(config)] if "knowledge" in config else [],
-        models=[kh_model(m) for _, m in evaluations(config)] if "knowledge" in config else [],
-        writers=[kh_writer_label(m) for _, m in evaluations(config)] if "knowledge" in config else [],
-        matrix_methods=continual_methods(config) if "knowledge" in config else [],
+        pairs=[list(p) for p in kh.evaluations(config)] if "knowledge" in config else [],
+        models=[kh_model(m) for _, m in kh.evaluations(config)] if "knowledge" in config else [],
+        writers=[kh_writer_label(m) for _, m in kh.evaluations(config)] if "knowledge" in config else [],
+        matrix_methods=kh.continual_methods(config) if "knowledge" in config else [],
     log:
         f"{OUT}/logs/knowledge/heldout/summary.log",
     threads: 1

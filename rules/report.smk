@@ -41,14 +41,22 @@ def heldout_summary():
     return [t for t in knowledge_eval_targets() if t.endswith("/heldout/summary.csv")][:1]
 
 
-def continual_methods():
-    """Methods with a continual-setting matrix (heldout/continual_matrix_<method>.csv)."""
-    prefix = f"{KN}/heldout/continual_matrix_"
-    return [t[len(prefix) : -len(".csv")] for t in knowledge_eval_targets() if t.startswith(prefix) and t.endswith(".csv")]
+def forgetting_methods():
+    """Methods with a continual-setting matrix among the held-out targets."""
+    prefix, suffix = f"{KN}/heldout/continual_matrix_", ".csv"
+    targets = knowledge_eval_targets() if "knowledge" in DOMAINS else []
+    return [t[len(prefix) : -len(suffix)] for t in targets if t.startswith(prefix) and t.endswith(suffix)]
 
 
 def fewshot_summary():
     return [t for t in fewshot_targets() if t.endswith("/eval/summary.csv")][:1] if "fewshot" in DOMAINS else []
+
+
+def benchmark_patterns():
+    """Rule name -> its benchmark: pattern relative to the run's benchmarks folder."""
+    root = f"{OUT}/benchmarks/"
+    patterns = {r.name: str(r.benchmark) for r in workflow.rules if isinstance(r.benchmark, str)}
+    return {name: pat[len(root) :] for name, pat in sorted(patterns.items()) if pat.startswith(root)}
 
 
 def report_targets():
@@ -60,7 +68,7 @@ def report_targets():
             targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds]
     if "knowledge" in DOMAINS and knowledge_eval_targets() and heldout_summary():
         targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html"]
-        targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in continual_methods()]
+        targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in forgetting_methods()]
     if fewshot_summary():
         targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]
     if pipeline_targets():
@@ -136,10 +144,10 @@ rule report_heldout:
         ),
         table=report(
             f"{REP}/knowledge/heldout_summary.html",
-            caption="../report/heldout_summary.rst",
+            caption="../report/heldout_summary_html.rst",
             category=DOMAIN_TITLES["knowledge"],
             subcategory="Held-out evaluation",
-            labels={"figure": "held-out summary table"},
+            labels={"figure": "summary table (HTML)"},
         ),
     log:
         f"{OUT}/logs/report/knowledge/heldout.log",
@@ -182,15 +190,15 @@ rule report_fewshot_eval:
             f"{REP}/fewshot/arc_success.svg",
             caption="../report/arc_success.rst",
             category=DOMAIN_TITLES["fewshot"],
-            subcategory="Held-out evaluation",
+            subcategory="Evaluation",
             labels={"figure": "ARC success rate"},
         ),
         table=report(
             f"{REP}/fewshot/arc_summary.html",
             caption="../report/arc_summary.rst",
             category=DOMAIN_TITLES["fewshot"],
-            subcategory="Held-out evaluation",
-            labels={"figure": "ARC summary table"},
+            subcategory="Evaluation",
+            labels={"figure": "summary table (HTML)"},
         ),
     log:
         f"{OUT}/logs/report/fewshot/eval.log",
@@ -225,7 +233,7 @@ rule report_cost:
         ),
     params:
         benchmarks=f"{OUT}/benchmarks",
-        rules=lambda wc: sorted(r.name for r in workflow.rules),
+        patterns=lambda wc: benchmark_patterns(),
     log:
         f"{OUT}/logs/report/cost.log",
     threads: 1

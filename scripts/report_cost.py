@@ -3,4 +3,4 @@ from sealflow.report.stages import cost
 from sealflow.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-cost(snakemake.params.benchmarks, snakemake.params.rules, snakemake.output.plot, snakemake.output.table)
+cost(snakemake.params.benchmarks, snakemake.params.patterns, snakemake.output.plot, snakemake.output.table)

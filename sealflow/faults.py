@@ -3,12 +3,17 @@
 ``SEALFLOW_FAIL_ONCE=<stage>[,<stage>...]`` makes the first attempt of each named stage
 raise; a marker file in ``SEALFLOW_FAULT_DIR`` (default: the system temp folder)
 records that it already failed, so the retry succeeds. Unset in normal runs.
+
+``SEALFLOW_DELAY=<stage>:<seconds>[,...]`` makes a stage pause where it calls
+:func:`maybe_delay` (the inner loop: after each adapter it trains), so a test can
+kill a job at a known point.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -27,3 +32,11 @@ def maybe_fail(stage: str, key: str = "") -> None:
         return
     marker.write_text("failed once\n")
     raise InjectedFault(f"injected fault in stage {stage!r} (SEALFLOW_FAIL_ONCE); a retry will succeed")
+
+
+def maybe_delay(stage: str) -> None:
+    """Sleep for the seconds ``SEALFLOW_DELAY`` gives ``stage`` (test-only; no-op when unset)."""
+    for item in os.environ.get("SEALFLOW_DELAY", "").split(","):
+        name, _, seconds = item.strip().partition(":")
+        if name == stage and seconds:
+            time.sleep(float(seconds))

@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from peft import get_peft_model
 
-from .faults import maybe_fail
+from .faults import maybe_delay, maybe_fail
 from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora, validate_adapter
 
 log = logging.getLogger(__name__)
@@ -112,4 +112,5 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
                    final_loss=summary.get("final_loss"), sha256=meta["sha256"])
         log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], out_dir, seconds, row["steps"], row["final_loss"])
         rows.append(row)
+        maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
     return rows

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -88,39 +88,45 @@ class SlurmCluster:
     reused: bool
     profile: Path = SLURM_PROFILE
     python: str = sys.executable
-    _env: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ snakemake
-    def env(self) -> dict:
+    def env(self, extra: dict | None = None) -> dict:
+        """The environment Snakemake runs in (EXTRA added last)."""
         env = dict(os.environ)
         # jobs run Snakemake with this interpreter; its bin/ first on PATH
         env["PATH"] = f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}"
         for var in list(env):  # a SLURM job environment must not leak into submissions
             if var.startswith(("SLURM_", "SBATCH_", "SRUN_")):
                 env.pop(var)
-        env.update(self._env)
+        env.update(extra or {})
         return env
 
     def snakemake_cmd(self, *args: str, profile: Path | str | None = None) -> list[str]:
         return [self.python, "-m", "snakemake", "--profile", str(profile or self.profile), *args]
 
     def snakemake(self, workdir: Path | str, *args: str, profile: Path | str | None = None,
-                  timeout: float = 600) -> SnakemakeRun:
-        """Run ``snakemake --profile profiles/slurm ARGS`` in WORKDIR and wait."""
+                  timeout: float = 600, env: dict | None = None) -> SnakemakeRun:
+        """Run ``snakemake --profile profiles/slurm ARGS`` in WORKDIR and wait.
+        The output is also kept as WORKDIR/snakemake-run-<n>.out."""
         cmd = self.snakemake_cmd(*args, profile=profile)
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, cwd=workdir, env=self.env(), text=True,
+        proc = subprocess.run(cmd, cwd=workdir, env=self.env(env), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-        return SnakemakeRun(cmd, Path(workdir), proc.returncode, proc.stdout, time.monotonic() - t0)
+        run = SnakemakeRun(cmd, Path(workdir), proc.returncode, proc.stdout, time.monotonic() - t0)
+        # keep every invocation's output next to the workflow, for post-mortems
+        n = len(list(Path(workdir).glob("snakemake-run-*.out"))) + 1
+        (Path(workdir) / f"snakemake-run-{n}.out").write_text(
+            f"# {' '.join(cmd)}\n# exit {run.returncode} after {run.wall_s:.1f}s\n{run.output}")
+        return run
 
-    def start_snakemake(self, workdir: Path | str, *args: str,
-                        profile: Path | str | None = None) -> tuple[subprocess.Popen, Path]:
+    def start_snakemake(self, workdir: Path | str, *args: str, profile: Path | str | None = None,
+                        env: dict | None = None) -> tuple[subprocess.Popen, Path]:
         """Start Snakemake in the background; its output goes to WORKDIR/snakemake.out.
         Stop it with ``proc.send_signal(signal.SIGINT)`` (cancels its SLURM jobs) or kill it."""
         log = Path(workdir) / "snakemake.out"
         with open(log, "w") as out:
             proc = subprocess.Popen(self.snakemake_cmd(*args, profile=profile), cwd=workdir,
-                                    env=self.env(), text=True, stdout=out,
+                                    env=self.env(env), text=True, stdout=out,
                                     stderr=subprocess.STDOUT)
         return proc, log
 

@@ -323,23 +323,33 @@ def wide_table(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def continual_matrix(rows: Sequence[Mapping[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
-    """Accuracy after update i (rows) on passage j (columns, in learning order).
+    """Accuracy after update i (rows, i = 1..N) on passage j (columns, in learning order).
 
-    Row ``after_update = 0`` is the model before any update; later cells are blank for
-    passages not learnt yet (only passages seen so far are evaluated).
+    Row i learnt column i (the diagonal); cells of passages not learnt yet are blank
+    (only passages seen so far are evaluated). Step-0 rows (before any update) are not
+    part of the matrix; see :func:`accuracy_before`.
     """
     cells: dict[tuple[int, str], list[float]] = {}
     for row in rows:
         cells.setdefault((int(row["step"]), str(row["input_id"])), []).append(float(row["score"]))
-    steps = sorted({step for step, _ in cells})
+    steps = sorted({step for step, _ in cells if step > 0})
     out = []
     for step in steps:
-        record: dict[str, Any] = {"after_update": step, "learnt": order[step - 1] if 0 < step <= len(order) else ""}
+        record: dict[str, Any] = {"after_update": step}
         for pid in order:
             values = cells.get((step, pid))
             record[pid] = sum(values) / len(values) if values else ""
         out.append(record)
     return out
+
+
+def accuracy_before(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per passage: mean score before any update (continual step 0)."""
+    cells: dict[str, list[float]] = {}
+    for row in rows:
+        if str(row.get("step", "")) not in ("", "nan", "None") and int(row["step"]) == 0:
+            cells.setdefault(str(row["input_id"]), []).append(float(row["score"]))
+    return {pid: sum(v) / len(v) for pid, v in cells.items()}
 
 
 def _cell(matrix: Sequence[Mapping[str, Any]], step: int, pid: str) -> float:
@@ -350,13 +360,15 @@ def _cell(matrix: Sequence[Mapping[str, Any]], step: int, pid: str) -> float:
     return float("nan")
 
 
-def forgetting_rows(method: str, matrix: Sequence[Mapping[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
-    """Per passage j: accuracy before any update, right after learning j, and at the end."""
+def forgetting_rows(method: str, matrix: Sequence[Mapping[str, Any]], order: Sequence[str],
+                    before: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Per passage j: accuracy before any update, right after learning j (row j+1), and at the end."""
     last = max((int(r["after_update"]) for r in matrix), default=0)
     rows = []
     for j, pid in enumerate(order):
-        before, learnt, end = _cell(matrix, 0, pid), _cell(matrix, j + 1, pid), _cell(matrix, last, pid)
-        rows.append({"method": method, "passage": j, "input_id": pid, "before": before, "just_learnt": learnt,
+        learnt, end = _cell(matrix, j + 1, pid), _cell(matrix, last, pid)
+        rows.append({"method": method, "passage": j, "input_id": pid,
+                     "before": (before or {}).get(pid, float("nan")), "just_learnt": learnt,
                      "at_end": end, "forgetting": learnt - end})
 
     def mean(key: str) -> float:

@@ -14,7 +14,7 @@ from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import write_meta
 from ..records import SelfEdit
 from .data import read_passages_jsonl
-from .heldout import (EXTERNAL, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, EvalSettings, continual_matrix,
+from .heldout import (EXTERNAL, accuracy_before, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, EvalSettings, continual_matrix,
                       forgetting_rows, heldout_config, needs_self_edits, sampling_config, sort_summary,
                       summary_row, wide_table)
 from .heldout_eval import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt, evaluate_single,
@@ -76,8 +76,8 @@ def evaluate_stage(config: dict, method: str, setting: str, passages_path: str, 
     if matrix_out:
         order = [p.id for p in continual_order(passages, settings.continual_passages)]
         matrix = continual_matrix(rows, order)
-        write_csv(matrix_out, matrix, ["after_update", "learnt", *order])
-        write_meta(matrix_out, config, method=method, rows="after update i (0 = before any update)",
+        write_csv(matrix_out, matrix, ["after_update", *order])
+        write_meta(matrix_out, config, method=method, rows="after update i = 1..N (row i learnt column i)",
                    columns="held-out passages in learning order", cell="mean score over questions and repeats")
     log.info("%s/%s: %d graded answers", setting, method, len(rows))
 
@@ -89,7 +89,11 @@ def _read_rows(path: str) -> list[dict]:
 def summary_stage(config: dict, pairs: Sequence[Sequence[str]], row_paths: Sequence[str], models: Sequence[str],
                   writers: Sequence[str], matrix_methods: Sequence[str], matrix_paths: Sequence[str],
                   summary_out: str, table_out: str, forgetting_out: str) -> None:
-    """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``."""
+    """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``.
+
+    ``matrix_paths[i]`` is the continual matrix of ``matrix_methods[i]``; its step-0 rows
+    (accuracy before any update) are read from the matching continual row file.
+    """
     n_boot = int(heldout_config(config)["bootstrap_samples"])
     summary = [summary_row(method, setting, _read_rows(path), resolve_model_path(model), writer, n_boot, config["seed"])
                for (setting, method), path, model, writer in zip(pairs, row_paths, models, writers)]
@@ -97,11 +101,13 @@ def summary_stage(config: dict, pairs: Sequence[Sequence[str]], row_paths: Seque
     write_csv(summary_out, summary, SUMMARY_COLUMNS)
     table = wide_table(summary)
     write_csv(table_out, table, list(table[0]) if table else ["method", "round"])
+    continual_rows = {method: path for (setting, method), path in zip(pairs, row_paths) if setting == "continual"}
     forgetting = []
     for method, path in zip(matrix_methods, matrix_paths):
         matrix = _read_rows(path)
-        order = [c for c in pd.read_csv(path, nrows=0).columns if c not in ("after_update", "learnt")]
-        forgetting += forgetting_rows(method, matrix, order)
+        order = [c for c in pd.read_csv(path, nrows=0).columns if c != "after_update"]
+        before = accuracy_before(_read_rows(continual_rows[method])) if method in continual_rows else None
+        forgetting += forgetting_rows(method, matrix, order, before)
     write_csv(forgetting_out, forgetting, FORGETTING_COLUMNS)
     for path in (summary_out, table_out, forgetting_out):
         write_meta(path, config, grader=EvalSettings.from_config(config).scoring.grader,

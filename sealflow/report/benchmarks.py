@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -15,28 +15,58 @@ _ROUND = re.compile(r"^round(\d+)$")
 _SHARD = re.compile(r"^shard(\d+)$")
 
 
-def parse_benchmark_path(rel: str | Path, rule_names: Iterable[str] = ()) -> dict[str, object]:
+_WILDCARD = re.compile(r"\{\s*([A-Za-z_]\w*)\s*(?:,((?:[^{}]|\{[^{}]*\})*))?\}")
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A Snakemake file pattern (``a/round{r}/x/shard{s}.tsv``) as a regex; a wildcard is one path part
+    unless the pattern gives its own constraint (``{s,\\d+}``)."""
+    parts, pos = [], 0
+    for match in _WILDCARD.finditer(pattern):
+        parts.append(re.escape(pattern[pos : match.start()]))
+        parts.append(f"(?:{match.group(2) or '[^/]+'})")
+        pos = match.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def rule_of_path(rel: str | Path, patterns: Mapping[str, str]) -> str | None:
+    """The rule whose benchmark pattern matches ``rel``; the most specific (most literal text) wins."""
+    text = Path(rel).as_posix()
+    hits = [(len(_WILDCARD.sub("", pat)), rule) for rule, pat in patterns.items() if pattern_regex(pat).match(text)]
+    return max(hits)[1] if hits else None
+
+
+def parse_benchmark_path(rel: str | Path, rule_names: Iterable[str] = (),
+                         patterns: Mapping[str, str] | None = None) -> dict[str, object]:
     """Rule, domain, round and shard from a path relative to the benchmarks folder.
 
-    ``base_model/knowledge.tsv``, ``knowledge/round1/inner_loop/shard0.tsv`` and
-    ``knowledge/round2/update_policy.tsv`` are the layouts in use. A path component equal
-    to a known rule name wins; otherwise the first component that is not a domain, round
-    or shard is taken as the rule.
+    ``patterns`` maps rule names to their ``benchmark:`` patterns (relative to the same
+    folder) and decides the rule exactly. Without a match, a path component equal to a
+    known rule name wins, else the first component that is not a domain, round or shard
+    (``base_model/knowledge.tsv``, ``knowledge/round1/inner_loop/shard0.tsv``).
     """
     parts = list(Path(rel).with_suffix("").parts)
-    known = set(rule_names)
+    known = set(rule_names) | set(patterns or {})
     domain = next((p for p in parts if p in DOMAINS), None)
     rnd = next((int(m.group(1)) for p in parts if (m := _ROUND.match(p))), None)
     shard = next((int(m.group(1)) for p in parts if (m := _SHARD.match(p))), None)
-    rule = next((p for p in parts if p in known), None)
+    rule = rule_of_path(rel, patterns) if patterns else None
+    if rule is None:
+        rule = next((p for p in parts if p in known), None)
     if rule is None:
         rest = [p for p in parts if p not in DOMAINS and not _ROUND.match(p) and not _SHARD.match(p)]
         rule = rest[0] if rest else parts[0]
-    return {"rule": rule, "domain": domain or "", "round": rnd, "shard": shard, "path": str(rel)}
+    return {"rule": rule, "domain": domain or "", "round": rnd, "shard": shard, "path": Path(rel).as_posix()}
 
 
-def load_benchmarks(root: str | Path, rule_names: Sequence[str] = ()) -> pd.DataFrame:
-    """Every ``*.tsv`` under ``root`` as one frame: benchmark columns plus rule/domain/round/shard."""
+def load_benchmarks(root: str | Path, patterns: Mapping[str, str] | Sequence[str] = ()) -> pd.DataFrame:
+    """Every ``*.tsv`` under ``root`` as one frame: benchmark columns plus rule/domain/round/shard.
+
+    ``patterns``: rule name -> benchmark pattern relative to ``root`` (or just rule names).
+    """
+    names = list(patterns)
+    mapping = dict(patterns) if isinstance(patterns, Mapping) else None
     root = Path(root)
     frames = []
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
@@ -46,7 +76,7 @@ def load_benchmarks(root: str | Path, rule_names: Sequence[str] = ()) -> pd.Data
             continue
         if table.empty or "s" not in table.columns:
             continue
-        meta = parse_benchmark_path(path.relative_to(root), rule_names)
+        meta = parse_benchmark_path(path.relative_to(root), names, mapping)
         for key, value in meta.items():
             table[key] = value
         table["repeat"] = range(len(table))

@@ -88,8 +88,9 @@ def reward_distribution(rewards: pd.DataFrame, title: str = "Reward per self-edi
         ax.scatter(x[valid], sub["reward_mean"].to_numpy()[valid], c=colors[valid], s=22, alpha=0.85,
                    zorder=3, label="valid" if pos == 0 else None)
         if (~valid).any():
+            labelled = "invalid" in ax.get_legend_handles_labels()[1]
             ax.scatter(x[~valid], sub["reward_mean"].to_numpy()[~valid], facecolors="none",
-                       edgecolors=colors[~valid], s=22, zorder=3, label="invalid" if pos == 0 else None)
+                       edgecolors=colors[~valid], s=22, zorder=3, label=None if labelled else "invalid")
         ax.text(pos, 1.0, f"n={len(sub)}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                 fontsize=8, color="0.35")
     ax.axhline(0.0, color="0.6", linewidth=0.8, linestyle="--", zorder=1)
@@ -238,8 +239,9 @@ INDEX_NAMES = ("after", "after_update", "update", "step", "i", "row", "")
 def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
     """A continual-learning matrix CSV: rows = after update i, columns = passage j.
 
-    A first column that is an index (unnamed, named like ``after_update``, or not numeric)
-    becomes the row index; every other value is read as a number.
+    The held-out evaluation writes ``after_update, learnt, <passage ids...>`` with row 0 the
+    model before any update and blanks for passages not learnt yet. An index-like first
+    column becomes the row index; text columns (``learnt``) are dropped; cells are numbers.
     """
     frame = pd.read_csv(path)
     if frame.shape[1] > 1:
@@ -247,60 +249,84 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
         if (first.startswith("Unnamed") or first.lower() in INDEX_NAMES
                 or not pd.api.types.is_numeric_dtype(frame.iloc[:, 0])):
             frame = frame.set_index(frame.columns[0])
-    return frame.apply(pd.to_numeric, errors="coerce")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    keep = [c for c in numeric.columns if numeric[c].notna().any() or frame[c].isna().all()]
+    return numeric[keep]
+
+
+def _updates(matrix: pd.DataFrame) -> np.ndarray:
+    """Number of sequential updates behind each row (the index if numeric, else 1..n)."""
+    index = pd.to_numeric(pd.Series(matrix.index), errors="coerce")
+    if index.notna().all():
+        return index.to_numpy(dtype=float)
+    return np.arange(1, len(matrix) + 1, dtype=float)
 
 
 def forgetting_summary(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Per update i: mean accuracy on passages 0..i seen so far and on the newest passage i."""
+    """Per row: updates so far, mean accuracy on the passages learnt so far, on the newest one,
+    and on the first one. Passage j (0-based column) is learnt by update j + 1."""
     values = matrix.to_numpy(dtype=float)
     rows = []
-    for i in range(values.shape[0]):
-        seen = values[i, : min(i + 1, values.shape[1])]
-        rows.append({"update": i + 1, "mean_seen": float(np.nanmean(seen)) if np.isfinite(seen).any() else np.nan,
-                     "newest": float(values[i, i]) if i < values.shape[1] else np.nan,
-                     "first": float(values[i, 0]) if values.shape[1] else np.nan})
+    for i, u in enumerate(_updates(matrix)):
+        n_seen = int(min(max(u, 0), values.shape[1]))
+        seen = values[i, :n_seen]
+        rows.append({
+            "update": int(u),
+            "mean_seen": float(np.nanmean(seen)) if np.isfinite(seen).any() else np.nan,
+            "newest": float(values[i, n_seen - 1]) if n_seen else np.nan,
+            "first": float(values[i, 0]) if n_seen else np.nan,
+        })
     return pd.DataFrame(rows, columns=["update", "mean_seen", "newest", "first"])
 
 
 def forgetting_curve(matrix: pd.DataFrame, method: str = "") -> Figure:
     """Continual setting: the accuracy matrix as a heatmap and each passage's accuracy over updates.
 
-    Rows are "after update i", columns "passage j"; entries above the diagonal (passages
-    not yet seen) are shown faded. The right panel follows every passage from the update
-    that taught it onwards, with the mean over passages seen so far in bold.
+    Rows are "after update i" (0 = before any update, where present), columns "passage j",
+    learnt in column order. The right panel follows every passage from the update that
+    taught it onwards, with the mean over the passages learnt so far in bold.
     """
     title = f"Forgetting in the continual setting{f' ({method})' if method else ''}"
-    if matrix.empty:
+    if matrix.empty or matrix.shape[1] == 0 or not np.isfinite(matrix.to_numpy(dtype=float)).any():
         return message_figure(title, "no continual-learning results")
     values = matrix.to_numpy(dtype=float)
     n_rows, n_cols = values.shape
+    updates = _updates(matrix)
     fig = Figure(figsize=(10.5, 4.0))
     ax_heat, ax_curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
-    image = ax_heat.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    for i in range(n_rows):
-        for j in range(n_cols):
-            if np.isfinite(values[i, j]) and max(n_rows, n_cols) <= 12:
-                ax_heat.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                             color="white" if values[i, j] < 0.6 else "black", alpha=1.0 if j <= i else 0.45)
-    ax_heat.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=45, ha="right", fontsize=7)
-    ax_heat.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
-    ax_heat.set_xlabel("passage j")
+    image = ax_heat.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    if max(n_rows, n_cols) <= 12:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if np.isfinite(values[i, j]):
+                    ax_heat.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                                 color="white" if values[i, j] < 0.6 else "black")
+    short = [str(c) if len(str(c)) <= 12 else f"{str(c)[:5]}…{str(c)[-5:]}" for c in matrix.columns]
+    ax_heat.set_xticks(range(n_cols), short, rotation=45, ha="right", fontsize=7)
+    ax_heat.set_yticks(range(n_rows), [str(int(u)) for u in updates], fontsize=7)
+    ax_heat.set_xlabel("passage j (in learning order)")
     ax_heat.set_ylabel("after update i")
     fig.colorbar(image, ax=ax_heat, fraction=0.046, pad=0.04, label="accuracy")
-    updates = np.arange(1, n_rows + 1)
     for j in range(n_cols):
-        start = min(j, n_rows - 1)
-        ys = values[start:, j]
-        ax_curve.plot(updates[start:], ys, color=PALETTE[j % len(PALETTE)], alpha=0.55, linewidth=1,
-                      marker="o", markersize=3)
+        mask = (updates >= j + 1) & np.isfinite(values[:, j])
+        if mask.any():
+            ax_curve.plot(updates[mask], values[mask, j], color=PALETTE[j % len(PALETTE)], alpha=0.5,
+                          linewidth=1, marker="o", markersize=3)
     summary = forgetting_summary(matrix)
-    ax_curve.plot(summary["update"], summary["mean_seen"], color="black", linewidth=2.2, marker="o",
-                  label="mean over passages seen so far")
+    learnt = summary[summary["update"] >= 1]
+    ax_curve.plot(learnt["update"], learnt["mean_seen"], color="black", linewidth=2.2, marker="o",
+                  label="mean over passages learnt so far")
+    if (updates == 0).any():
+        base = float(np.nanmean(values[updates == 0])) if np.isfinite(values[updates == 0]).any() else np.nan
+        if np.isfinite(base):
+            ax_curve.axhline(base, color="0.5", linestyle=":", linewidth=1.2, label="before any update (mean)")
     ax_curve.set_xlabel("number of sequential updates")
     ax_curve.set_ylabel("accuracy")
     ax_curve.set_ylim(-0.02, 1.02)
-    ax_curve.set_xticks(updates)
-    ax_curve.legend(fontsize=8, frameon=False, loc="lower left")
+    ticks = updates[updates >= 1]
+    if len(ticks):
+        ax_curve.set_xticks(ticks)
+    ax_curve.legend(fontsize=8, frameon=False, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -67,9 +67,13 @@ def fewshot_eval(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> 
                                             "success rate with 95% confidence interval over held-out tasks"))
 
 
-def cost(benchmarks_root: PathLike, rule_names: Sequence[str], plot_out: PathLike, table_out: PathLike) -> None:
-    """Wall time and peak memory per rule from every Snakemake benchmark file of the run."""
-    bench = load_benchmarks(Path(benchmarks_root), rule_names)
+def cost(benchmarks_root: PathLike, patterns: Mapping[str, str], plot_out: PathLike, table_out: PathLike) -> None:
+    """Wall time and peak memory per rule from every Snakemake benchmark file of the run.
+
+    ``patterns`` maps each rule with a ``benchmark:`` to its file pattern relative to
+    ``benchmarks_root``, so every file is attributed to the rule that wrote it.
+    """
+    bench = load_benchmarks(Path(benchmarks_root), dict(patterns))
     summary = summarize_benchmarks(bench)
     log.info("%d benchmark rows, %d rule/domain groups", len(bench), len(summary))
     plots.save_figure(plots.cost_overview(summary, "Cost per rule (from benchmark files)"), plot_out)

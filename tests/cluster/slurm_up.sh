@@ -130,7 +130,7 @@ cat >"$gres_new" <<EOF
 NodeName=${NODE} Name=gpu Type=${GPU_TYPE} File=${RUN_DIR}/dev/nvidia[0-1]
 EOF
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- functions
 alive() {  # alive NAME PID: the process exists and is the daemon we started
     local pid="$2"
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1

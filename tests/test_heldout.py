@@ -1,0 +1,297 @@
+"""Held-out evaluation (the paper's Table 2): pure parts, the external client, one tiny real run."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from sealflow.knowledge.heldout import (
+    EvalSettings,
+    HeldoutConfigError,
+    accuracy_before,
+    accuracy_interval,
+    adapted_model,
+    bootstrap_interval,
+    continual_matrix,
+    continual_methods,
+    evaluations,
+    forgetting_rows,
+    heldout_methods,
+    method_round,
+    sort_summary,
+    summary_row,
+    wide_table,
+    wilson_interval,
+)
+from sealflow.knowledge.heldout_external import ExternalError, ExternalSettings, sample_external
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**heldout) -> dict:
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    base["knowledge"]["heldout"] = {**base["knowledge"].get("heldout", {}), **heldout}
+    return base
+
+
+# ------------------------------------------------------------------- intervals
+
+
+def test_wilson_interval_known_values() -> None:
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    lo, hi = wilson_interval(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-3)
+    lo, hi = wilson_interval(20, 20)
+    assert hi == 1.0 and lo == pytest.approx(0.8389, abs=1e-3)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_accuracy_interval_picks_wilson_for_binary_and_bootstrap_otherwise() -> None:
+    mean, lo, hi, how = accuracy_interval([1.0, 0.0, 1.0, 1.0])
+    assert how == "wilson" and mean == 0.75 and lo < mean < hi
+    mean, lo, hi, how = accuracy_interval([0.5, 0.25, 1.0, 0.0], bootstrap_samples=500)
+    assert how == "bootstrap" and lo <= mean <= hi and 0.0 <= lo and hi <= 1.0
+    assert bootstrap_interval([0.3] * 5, samples=200) == (pytest.approx(0.3), pytest.approx(0.3))
+    assert bootstrap_interval([0.1, 0.9], samples=300, seed=1) == bootstrap_interval([0.1, 0.9], samples=300, seed=1)
+
+
+# ------------------------------------------------------------------- config
+
+
+def test_methods_from_config() -> None:
+    cfg = _config()
+    assert heldout_methods(cfg) == ["base", "passage", "base_self_edits", "round2", "round3"]  # no external url
+    cfg = _config(external={"base_url": "http://127.0.0.1:1/v1"}, methods=["base", "last_round", "external"])
+    assert heldout_methods(cfg) == ["base", "round3", "external"]
+    assert continual_methods(_config()) == ["passage", "base_self_edits", "round3"]
+    pairs = evaluations(_config(settings=["single", "continual"], continual_methods=["passage"]))
+    assert pairs == [("single", m) for m in ["base", "passage", "base_self_edits", "round2", "round3"]] + [
+        ("continual", "passage")]
+    with pytest.raises(HeldoutConfigError, match="round7"):
+        heldout_methods(_config(methods=["round7"]))
+    assert heldout_methods(_config(enabled=False)) == []
+
+
+def test_method_rounds_and_models() -> None:
+    assert [method_round(m) for m in ["base", "passage", "base_self_edits", "round2", "round3", "external"]] == [
+        None, None, 0, 1, 2, None]
+    assert adapted_model("round3", "K", "policy") == "K/round3/policy"
+    assert adapted_model("round3", "K", "base") == "K/base/model"
+    assert adapted_model("passage", "K", "policy") == "K/base/model"
+    assert adapted_model("external", "K", "policy") == "K/base/model"
+    with pytest.raises(HeldoutConfigError):
+        adapted_model("round2", "K", "other")
+
+
+def test_eval_settings_default_to_inner_loop_with_overrides() -> None:
+    cfg = _config(inner_loop={"epochs": 3}, cpt={"lr": 0.01}, scoring={"grader": "em"}, k=2)
+    s = EvalSettings.from_config(cfg)
+    assert s.train.epochs == 3 and s.train.lr == cfg["knowledge"]["inner_loop"]["lr"]
+    assert s.cpt_train.epochs == 3 and s.cpt_train.lr == 0.01
+    assert s.lora.r == cfg["knowledge"]["inner_loop"]["lora"]["r"]
+    assert s.scoring.grader == "em" and s.k == 2
+
+
+def test_config_files_pass_the_schema() -> None:
+    from snakemake.utils import validate
+
+    def merged(path: str) -> dict:
+        def deep(a: dict, b: dict) -> dict:
+            return {**a, **{k: deep(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+                            for k, v in b.items()}}
+        return deep(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+                    yaml.safe_load((ROOT / "config" / path).read_text()))
+
+    for path in ("test.yaml", "paper-knowledge.yaml"):
+        validate(merged(path), str(ROOT / "config" / "schema.yaml"))
+    bad = merged("test.yaml")
+    bad["knowledge"]["heldout"]["settings"] = ["single", "typo"]
+    with pytest.raises(Exception):
+        validate(bad, str(ROOT / "config" / "schema.yaml"))
+
+
+# ---------------------------------------------------------------- summarising
+
+
+def _rows(method: str, setting: str, scores: dict[tuple[str, int], list[float]], step: int | str = "") -> list[dict]:
+    return [{"method": method, "setting": setting, "input_id": pid, "question_index": qi, "score": s,
+             "step": step, "repeat": rep}
+            for (pid, qi), values in scores.items() for rep, s in enumerate(values)]
+
+
+def test_summary_rows_average_repeats_then_questions_and_shape_the_table() -> None:
+    rows = _rows("round3", "single", {("a", 0): [1.0, 0.0], ("a", 1): [1.0, 1.0], ("b", 0): [0.0, 0.0]})
+    row = summary_row("round3", "single", rows, bootstrap_samples=300)
+    assert row["accuracy"] == pytest.approx(0.5) and row["n_questions"] == 3 and row["n_scores"] == 6
+    assert row["round"] == 2 and row["ci_method"] == "bootstrap"
+    base = summary_row("base", "single", _rows("base", "single", {("a", 0): [1.0], ("b", 0): [0.0]}))
+    assert base["round"] == "" and base["ci_method"] == "wilson" and base["accuracy"] == 0.5
+    cont = _rows("passage", "continual", {("a", 0): [0.0]}, step=1) + _rows(
+        "passage", "continual", {("a", 0): [1.0], ("b", 0): [1.0]}, step=2)
+    assert summary_row("passage", "continual", cont)["accuracy"] == 1.0  # only the last step counts
+    summary = sort_summary([row, base, summary_row("base", "cpt", _rows("base", "cpt", {("a", 0): [0.0]}))])
+    assert [(r["setting"], r["method"]) for r in summary] == [("single", "base"), ("single", "round3"), ("cpt", "base")]
+    table = wide_table(summary)
+    assert table == [{"method": "base", "round": "", "single": 50.0, "cpt": 0.0},
+                     {"method": "round3", "round": 2, "single": 50.0, "cpt": ""}]
+
+
+def test_continual_matrix_and_forgetting_on_synthetic_numbers() -> None:
+    order = ["p0", "p1", "p2"]
+    acc = {  # (after update, passage) -> accuracy; p0 is forgotten, p1 partly, p2 just learnt
+        (0, "p0"): 0.0, (0, "p1"): 0.0, (0, "p2"): 0.5,
+        (1, "p0"): 1.0,
+        (2, "p0"): 0.5, (2, "p1"): 1.0,
+        (3, "p0"): 0.0, (3, "p1"): 0.5, (3, "p2"): 1.0,
+    }
+    rows = [{"step": step, "input_id": pid, "score": value} for (step, pid), value in acc.items()]
+    rows += [{"step": 3, "input_id": "p1", "score": 0.5}]  # a second question with the same score
+    matrix = continual_matrix(rows, order)
+    assert [r["after_update"] for r in matrix] == [1, 2, 3]  # step 0 is not a row of the matrix
+    assert matrix[0] == {"after_update": 1, "p0": 1.0, "p1": "", "p2": ""}
+    assert matrix[2]["p1"] == 0.5
+    before = accuracy_before(rows)
+    assert before == {"p0": 0.0, "p1": 0.0, "p2": 0.5}
+    forgetting = forgetting_rows("passage", matrix, order, before)
+    per = {r["passage"]: r for r in forgetting}
+    assert per[0]["just_learnt"] == 1.0 and per[0]["at_end"] == 0.0 and per[0]["forgetting"] == 1.0
+    assert per[1]["forgetting"] == 0.5 and per[2]["forgetting"] == 0.0
+    assert per["mean"]["just_learnt"] == 1.0 and per["mean"]["at_end"] == pytest.approx(0.5)
+    assert per["mean"]["forgetting"] == pytest.approx(0.5) and per["mean"]["before"] == pytest.approx(1 / 6)
+    assert math.isnan(forgetting_rows("x", matrix, order)[0]["before"])
+
+
+# ---------------------------------------------------------------- external client
+
+
+class _State:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.script: list[int] = []
+        self.lock = threading.Lock()
+
+
+@pytest.fixture()
+def chat_server() -> Iterator[tuple[_State, str]]:
+    state = _State()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with state.lock:
+                state.requests.append(body)
+                state.headers.append(dict(self.headers))
+                status = state.script.pop(0) if state.script else 200
+            user = body["messages"][-1]["content"]
+            title = user.split("\n\n", 1)[1].split("\n", 1)[0]
+            text = f"{title} is a place.\n{title} has a seed of {body.get('seed')}."
+            payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+            data = json.dumps(payload if status == 200 else {"error": "busy"}).encode()
+            self.send_response(status if self.path == "/v1/chat/completions" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _passages(n: int = 2):
+    from sealflow.worldgen import generate_passages
+
+    return generate_passages(n, seed=7)
+
+
+def test_external_client_samples_k_edits_per_passage(chat_server, monkeypatch) -> None:
+    state, url = chat_server
+    monkeypatch.setenv("SEALFLOW_TEST_EXTERNAL_KEY", "sk-test")
+    state.script = [429, 503]  # two transient failures are retried
+    settings = ExternalSettings(base_url=url, model="gpt-x", api_key_env="SEALFLOW_TEST_EXTERNAL_KEY",
+                                timeout_s=5, backoff_s=0.01, max_workers=2)
+    passages = _passages()
+    edits = sample_external(passages, settings, k=2, temperature=1.0, top_p=0.9, max_tokens=50, seed=0)
+    assert [(e.input_id, e.sample) for e in edits] == [(p.id, s) for p in passages for s in range(2)]
+    assert all(e.completion.startswith(next(p.title for p in passages if p.id == e.input_id)) for e in edits)
+    assert len({e.seed for e in edits}) == 4 and all(e.policy == "external:gpt-x" for e in edits)
+    assert len(state.requests) == 6
+    assert {r["model"] for r in state.requests} == {"gpt-x"} and state.requests[0]["max_tokens"] == 50
+    assert all(h.get("Authorization") == "Bearer sk-test" for h in state.headers)
+
+
+def test_external_client_errors(chat_server, monkeypatch) -> None:
+    state, url = chat_server
+    state.script = [400]
+    settings = ExternalSettings(base_url=url, api_key_env="SEALFLOW_TEST_EXTERNAL_KEY", backoff_s=0.01)
+    monkeypatch.delenv("SEALFLOW_TEST_EXTERNAL_KEY", raising=False)
+    with pytest.raises(ExternalError, match="HTTP 400"):  # local server: no key needed; 4xx fails fast
+        sample_external(_passages(1), settings, 1, 1.0, 1.0, 10, 0)
+    remote = ExternalSettings(base_url="https://example.invalid/v1", api_key_env="SEALFLOW_TEST_EXTERNAL_KEY")
+    with pytest.raises(ExternalError, match="SEALFLOW_TEST_EXTERNAL_KEY"):
+        sample_external(_passages(1), remote, 1, 1.0, 1.0, 10, 0)
+
+
+# ---------------------------------------------------------------- one tiny real run
+
+
+def test_tiny_real_run_of_every_setting(tiny_model_dir) -> None:
+    from sealflow.backends import BackendSettings, make_backend
+    from sealflow.devices import resolve_placement
+    from sealflow.knowledge.heldout_eval import (edits_by_passage, evaluate_continual, evaluate_cpt,
+                                                 evaluate_single, sample_heldout_edits)
+    from sealflow.knowledge.selfedits import SamplingSettings
+    from sealflow.modeling import load_model, load_tokenizer
+
+    cfg = _config(k=2, eval_repeats=1)
+    cfg["knowledge"]["inner_loop"].update(epochs=2, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    cfg["knowledge"]["scoring"]["max_new_tokens"] = 6
+    settings = EvalSettings.from_config(cfg)
+    placement = resolve_placement("cpu")
+    passages = _passages(2)
+    tokenizer = load_tokenizer(tiny_model_dir)
+    backend = make_backend(str(tiny_model_dir), placement, BackendSettings())
+    edits = sample_heldout_edits(backend, tokenizer, passages, SamplingSettings("implications", 2, 1.0, 0.95, 24),
+                                 "base_self_edits", 0, str(tiny_model_dir))
+    backend.close()
+    assert len(edits) == 4 and len({e.id for e in edits}) == 4
+    by_passage = edits_by_passage(edits)
+    model = load_model(tiny_model_dir, placement)
+    n_questions = sum(len(p.questions) for p in passages)
+
+    single = evaluate_single(model, tokenizer, placement, "base_self_edits", passages, by_passage, settings)
+    assert len(single) == 2 * n_questions  # k = 2 samples per passage
+    assert all(0.0 <= r["score"] <= 1.0 for r in single)
+    assert not any("lora" in name for name, _ in model.named_modules())  # unloaded between passages
+    base = evaluate_single(model, tokenizer, placement, "base", passages, {}, settings)
+    assert len(base) == n_questions and {r["round"] for r in base} == {""}
+    cpt = evaluate_cpt(model, tokenizer, placement, "passage", passages, {}, settings)
+    assert len(cpt) == n_questions and {r["setting"] for r in cpt} == {"cpt"}
+
+    cont = evaluate_continual(lambda: load_model(tiny_model_dir, placement), tokenizer, placement, "base_self_edits",
+                              passages, by_passage, settings)
+    steps = sorted({r["step"] for r in cont})
+    assert steps == [0, 1, 2]
+    q0 = len(passages[0].questions)
+    assert sum(r["step"] == 1 for r in cont) == q0 and sum(r["step"] == 2 for r in cont) == n_questions
+    matrix = continual_matrix(cont, [p.id for p in passages])
+    assert matrix[0][passages[1].id] == "" and matrix[1][passages[1].id] != ""
+    row = summary_row("base_self_edits", "continual", cont)
+    assert row["n_questions"] == n_questions and 0.0 <= row["accuracy"] <= 1.0
