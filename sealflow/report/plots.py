@@ -184,20 +184,27 @@ def heldout_accuracy(summary: pd.DataFrame, title: str = "Held-out accuracy") ->
     fig = Figure(figsize=(max(6.0, 0.9 * len(labels) * max(1, len(settings)) ** 0.5 + 2.5), 4.2))
     ax = fig.add_subplot()
     x = np.arange(len(labels))
+    bars: list[tuple[np.ndarray, np.ndarray]] = []
     for i, setting in enumerate(settings):
         sub = data[data["setting"] == setting].drop_duplicates("label", keep="last").set_index("label")
         sub = sub.reindex(labels)
         present = sub["accuracy"].notna().to_numpy()
         offsets = x + (i - (len(settings) - 1) / 2) * width
         yerr = _yerr(sub["accuracy"], sub.get("ci95_low"), sub.get("ci95_high"))
-        ax.bar(offsets[present], sub["accuracy"].to_numpy()[present], width=width * 0.95,
-               color=PALETTE[i % len(PALETTE)], label=setting,
+        color = PALETTE[i % len(PALETTE)]
+        ax.bar(offsets[present], sub["accuracy"].to_numpy()[present], width=width * 0.95, color=color,
+               edgecolor=color, linewidth=1.5, label=setting,  # the edge keeps a zero bar visible
                yerr=None if yerr is None else yerr[:, present], capsize=3, error_kw={"elinewidth": 1})
-        for xo, acc in zip(offsets[present], sub["accuracy"].to_numpy()[present]):
-            ax.text(xo, 0.01, f"{acc:.2f}", ha="center", va="bottom", fontsize=7, rotation=90, color="white")
+        bars.append((offsets[present], sub["accuracy"].to_numpy()[present]))
     ax.set_xticks(x, labels, rotation=20, ha="right")
     top = np.nanmax(pd.to_numeric(data.get("ci95_high", data["accuracy"]), errors="coerce").fillna(0).to_numpy())
-    ax.set_ylim(0, max(0.05, min(1.05, float(max(top, data["accuracy"].max())) * 1.15 + 0.02)))
+    ymax = max(0.05, min(1.05, float(max(top, data["accuracy"].max())) * 1.15 + 0.02))
+    ax.set_ylim(0, ymax)
+    for offs, accs in bars:  # value inside a tall bar, above a short one
+        for xo, acc in zip(offs, accs):
+            inside = acc > 0.25 * ymax
+            ax.text(xo, 0.01 * ymax if inside else acc + 0.01 * ymax, f"{acc:.2f}", ha="center", va="bottom",
+                    fontsize=7, rotation=90, color="white" if inside else "0.2")
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_title(title)
     ax.legend(title="setting", fontsize=8, title_fontsize=8, frameon=False, loc="upper left",
