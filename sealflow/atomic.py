@@ -17,13 +17,23 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_sibling(path: Path, is_dir: bool = False) -> Path:
+    """A private temporary name next to ``path``, given the permissions a plain create would."""
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"
     if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; shared clusters need group access
+        return tmp
     fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600
     return Path(name)
 
 

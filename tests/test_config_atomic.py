@@ -80,3 +80,15 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     path.write_text('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"e.jsonl:2"):
         read_jsonl(path)
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "f.jsonl", [{"a": 1}])
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.jsonl").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -103,6 +103,21 @@ def _processes_in(workdir: Path) -> list[int]:
     return pids
 
 
+def _job_counts(output: str) -> dict[str, int]:
+    """The "job count" table Snakemake prints before running: jobs per rule."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] != "total":
+                counts[parts[0]] = int(parts[1])
+        elif in_table and parts and not set(line.strip()) <= {"-", " "}:
+            break
+    return counts
+
+
 def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,6 +167,7 @@ def test_kill_9_mid_inner_loop_then_resume_keeps_finished_adapters(round1_run, t
     run_snakemake(wd, "--unlock", *CFG)
     resumed = run_snakemake(wd, "--rerun-incomplete", REWARDS, *CFG)
     out = resumed.stdout + resumed.stderr
+    assert _job_counts(out) == {"inner_loop": 1, "score_adapters": 1, "rewards": 1}, out[-3000:]
     assert _identity(before_kill) == done  # the same files: not retrained, not rewritten
     manifest = _manifest(wd, 0)
     for folder in before_kill:
@@ -197,13 +213,16 @@ def test_corrupted_adapter_is_refused_then_only_it_is_retrained(round1_run, tmp_
     with open(victim, "r+b") as handle:  # a torn write: the file cut short
         handle.truncate(victim.stat().st_size // 2)
 
-    scored = run_snakemake(wd, "--forcerun", "score_adapters", f"{RND}/eval/shard0.csv", *CFG, check=False)
+    # Targets go before --forcerun: it takes several values and would swallow them.
+    scored = run_snakemake(wd, f"{RND}/eval/shard0.csv", "--forcerun", "score_adapters", *CFG, check=False)
     out = scored.stdout + scored.stderr
     assert scored.returncode != 0
+    assert _job_counts(out) == {"score_adapters": 1}, out[-3000:]
     assert "AdapterError" in out and str(victim.relative_to(wd)) in out, out[-3000:]
 
-    retrained = run_snakemake(wd, "--forcerun", "inner_loop", f"{RND}/adapters/shard0.json", *CFG)
+    retrained = run_snakemake(wd, f"{RND}/adapters/shard0.json", "--forcerun", "inner_loop", *CFG)
     out = retrained.stdout + retrained.stderr
+    assert _job_counts(out) == {"inner_loop": 1}, out[-3000:]
     said = [line for line in out.splitlines() if "retraining:" in line]
     assert len(said) == 1 and str(victim.relative_to(wd)) in said[0], said  # exactly the corrupted one
     assert _identity(others) == untouched

@@ -2,7 +2,8 @@
 
 Runs only as root where SLURM is installed or installable (Debian apt-get);
 skipped elsewhere. The cluster starts once per session (tests/conftest_slurm.py).
-Each SLURM job costs about 10-25 s here, so the tests keep job counts small.
+Each SLURM job costs about 10-25 s here (30-45 s on a busy machine), so the tests keep
+job counts small; the toy test also reports that overhead.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _wait_for(predicate, timeout: float, what: str, step: float = 0.5) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_toy_workflow_cpu_and_gpu_rules(slurm_cluster: SlurmCluster, tmp_path):
+def test_toy_workflow_cpu_and_gpu_rules(slurm_cluster: SlurmCluster, tmp_path, record_property):
+    """Four trivial jobs at once; their SLURM run times are the per-job overhead."""
     wd = slurm_cluster.copy_workflow(TOY, tmp_path / "toy")
     run = slurm_cluster.snakemake(wd, "--verbose", "--slurm-keep-successful-logs", "all")
     assert run.ok, run.tail()
@@ -69,22 +71,17 @@ def test_toy_workflow_cpu_and_gpu_rules(slurm_cluster: SlurmCluster, tmp_path):
     for call in calls.values():
         assert " --mem 200 " in call and " -t 5 " in call
 
-
-def test_overhead_of_a_trivial_job(slurm_cluster: SlurmCluster, tmp_path, record_property):
-    wd = slurm_cluster.copy_workflow(TOY, tmp_path / "trivial")
-    run = slurm_cluster.snakemake(wd, "trivial")
-    assert run.ok, run.tail()
-    (jobid,) = run.jobids
-    job = slurm_cluster.job(jobid)
-    (wd / "trivial.txt").unlink()
+    # Overhead: the rules do nothing, so a job's SLURM RunTime is what a job costs
+    # (start, Snakemake twice, imports); the wall time adds submission and status checks.
     local = slurm_cluster.snakemake(wd, "trivial", profile=LOCAL_PROFILE)
     assert local.ok, local.tail()
-    print(f"trivial job: snakemake on SLURM {run.wall_s:.1f}s, locally {local.wall_s:.1f}s; "
-          f"SLURM RunTime {job.get('RunTime')} (job {jobid})")
+    runtimes = {jobid: slurm_cluster.job(jobid).get("RunTime") for jobid in jobids}
+    print(f"4 trivial jobs at once: snakemake on SLURM {run.wall_s:.1f}s; a trivial job locally "
+          f"{local.wall_s:.1f}s; SLURM RunTime per job {runtimes}")
     record_property("slurm_wall_s", round(run.wall_s, 1))
     record_property("local_wall_s", round(local.wall_s, 1))
-    record_property("slurm_job_runtime", job.get("RunTime"))
-    assert run.wall_s < 120, "a trivial job should not take minutes on an idle cluster"
+    record_property("slurm_job_runtimes", runtimes)
+    assert run.wall_s < 180, "four trivial jobs should not take minutes on an idle cluster"
 
 
 def test_failed_job_is_resubmitted_with_retries(slurm_cluster: SlurmCluster, tmp_path):
