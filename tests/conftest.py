@@ -40,3 +40,15 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "llama"
     build_base_model(out, tiny_settings("llama"), _corpus(), seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def knowledge_run(tmp_path_factory) -> Path:
+    """One finished run of the test config (knowledge domain, 2 rounds, held-out evaluation,
+    report plots), shared by the workflow, report and resume tests: the wiring is proven
+    once, and each test inspects or copies it."""
+    from workflow import copy_workflow, run_snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("knowledge-run"))
+    run_snakemake(workdir, "--configfile", "config/test.yaml")
+    return workdir

@@ -28,10 +28,8 @@ def _test_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("knowledge-run"))
-    run_snakemake(workdir, *CFG)
-    return workdir
+def finished_run(knowledge_run) -> Path:
+    return knowledge_run
 
 
 def test_targeting_one_round_plans_only_what_it_needs(tmp_path):

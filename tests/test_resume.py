@@ -7,7 +7,8 @@ the copy as finished), and breaks it in one way:
 
 * a dead node: ``kill -9`` of Snakemake and its jobs in the middle of a shard's
   inner loop, then the documented resume (``--unlock``, ``--rerun-incomplete``);
-* a job that fails once: fails without retries, succeeds with ``--retries 1``;
+* a job that fails once: fails without retries, succeeds with ``--retries 1`` (and,
+  with ``--keep-incomplete``, the retry keeps the adapter the failed attempt finished);
 * a corrupted adapter: scoring refuses it, naming the file; rerunning the shard's
   inner loop retrains exactly that adapter.
 """
@@ -196,12 +197,17 @@ def test_job_failing_once_fails_without_retries_and_succeeds_with_one(round1_run
 
     faults = tmp_path / "faults-2"  # a fresh marker folder: the first attempt fails again
     env = {"SEALFLOW_FAIL_ONCE": "inner_loop", "SEALFLOW_FAULT_DIR": str(faults)}
-    passed = run_snakemake(wd, "--retries", "1", target, *CFG, env=env)
+    # --keep-incomplete: Snakemake keeps a failed job's outputs, so the retry keeps the
+    # adapter that attempt 1 finished instead of finding it deleted.
+    passed = run_snakemake(wd, "--retries", "1", "--keep-incomplete", target, *CFG, env=env)
     out = passed.stdout + passed.stderr
     assert "injected fault in stage 'inner_loop'" in out  # attempt 1 failed ...
     assert (faults / "sealflow-fault-inner_loop-knowledge-r1-s0").is_file()
     manifest = _manifest(wd, 0)  # ... attempt 2 finished the shard
     assert len(manifest) == 4 and len(_adapters(wd, 0)) == 4
+    first = _adapters(wd, 0)[0]  # the one adapter attempt 1 finished before its fault
+    assert manifest[first.parent.name]["status"] == "kept" and f"kept {first.relative_to(wd)}" in out
+    assert [row["status"] for row in manifest.values()].count("kept") == 1
 
 
 def test_corrupted_adapter_is_refused_then_only_it_is_retrained(round1_run, tmp_path):

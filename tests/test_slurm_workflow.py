@@ -6,7 +6,8 @@ through ``--executor slurm`` (profiles/slurm) and broken on the way, as a dead l
 node would: Snakemake is killed with SIGKILL in the middle of the inner loop, its
 SLURM job goes on running and is cancelled, and the documented resume (``--unlock``,
 then ``--rerun-incomplete``) finishes the round without retraining the adapter that
-was complete before the kill.
+was complete before the kill. ``--keep-incomplete`` is needed for that: scancel ends
+the job step with SIGTERM, and without it Snakemake deletes the failed job's outputs.
 
 Seven SLURM jobs in a chain of six, each costing 20-45 s of scheduling and Snakemake
 starts, so this takes about 3-5 minutes. The sbatch lines and per-job timings are
@@ -122,7 +123,10 @@ def _gaps(rows: list[dict]) -> list[float]:
 def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: SlurmCluster, tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     (wd / "cluster.yaml").write_text(CLUSTER_YAML)
-    args = ("--verbose", "--slurm-keep-successful-logs", "-j", "16", TARGET)
+    # --keep-incomplete: without it the job step's Snakemake deletes the outputs of a job
+    # that fails or is cancelled, the adapters it had finished included (update() only
+    # restores files that existed before the job), and the resume retrains them all.
+    args = ("--verbose", "--slurm-keep-successful-logs", "--keep-incomplete", "-j", "16", TARGET)
 
     # ---- 1. run until the first adapter of the shard exists, then kill -9 Snakemake
     log = wd / "killed.out"

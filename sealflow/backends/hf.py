@@ -71,9 +71,12 @@ class HFBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         results: list[list[str] | None] = [None] * len(requests)
+        # Requests that differ only in seed share a batch: one ``generate`` call per batch is
+        # what makes sampling fast. The batch is seeded with its first request's seed, so
+        # results are reproducible for the same shard (but depend on how it is batched).
         groups: dict[tuple, list[int]] = defaultdict(list)
         for index, req in enumerate(requests):
-            groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.seed, req.stop)].append(index)
+            groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.stop)].append(index)
         try:
             for key, indices in groups.items():
                 model = self._use_adapter(key[0])

