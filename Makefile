@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/$(RUN)/report.html --report-after-run
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG) --report results/$(RUN)/report.html --report-after-run
 	@echo "Report: results/$(RUN)/report.html"
 
 run-fewshot:

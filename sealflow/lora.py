@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel, get_peft_model
 
 from .atomic import atomic_dir
+from .settings import LoraSettings, TrainExample, TrainSettings  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -28,55 +29,6 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 class AdapterError(RuntimeError):
     """An adapter checkpoint is missing, truncated or does not match its recorded hash."""
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "LoraSettings":
-        return cls(int(cfg["r"]), int(cfg["alpha"]), float(cfg.get("dropout", 0.0)), tuple(cfg["target_modules"]))
-
-    def peft_config(self) -> LoraConfig:
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=list(self.target_modules),
-            task_type="CAUSAL_LM",
-            bias="none",
-        )
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_seq_len: int = 256
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, cfg: dict, seed: int = 0, **overrides) -> "TrainSettings":
-        values = dict(
-            epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
-            grad_accum=int(cfg.get("grad_accum", 1)), max_seq_len=int(cfg.get("max_seq_len", 256)), seed=seed,
-        )
-        values.update(overrides)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class TrainExample:
-    """``prompt`` is context whose tokens carry no loss when masked; ``completion`` is learnt."""
-
-    completion: str
-    prompt: str = ""
 
 
 @dataclass

@@ -71,6 +71,16 @@ def test_rerun_after_finished_run_does_nothing(finished_run):
     assert planned_jobs(finished_run, *CFG) == {}
 
 
+def _identity(weights: Path) -> tuple:
+    """Same file, same bytes, same training record. (Snakemake refreshes the timestamps of a
+    job's declared outputs after it succeeds, so the weights' own mtime is not the witness;
+    the adapter's meta.json, written only when it is trained, is.)"""
+    import hashlib
+
+    meta = weights.parent / "meta.json"
+    return weights.stat().st_ino, hashlib.sha256(weights.read_bytes()).hexdigest(), meta.stat().st_mtime_ns
+
+
 def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
     cfg = _test_config()["knowledge"]
     last = cfg["rounds"]
@@ -78,13 +88,13 @@ def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
     adapters = sorted((rnd / "adapters/shard1").glob("*/rep0/adapter_model.safetensors"))
     victim, kept = adapters[0], adapters[1:]
     others = sorted((rnd / "adapters/shard0").glob("*/rep0/adapter_model.safetensors"))
-    before = {p: p.stat().st_mtime_ns for p in kept + others}
+    before = {p: _identity(p) for p in kept + others}
     victim.unlink()
     target = f"results/test/knowledge/round{last}/rewards.csv"
     assert planned_jobs(finished_run, target, *CFG) == {"inner_loop": 1, "score_adapters": 1, "rewards": 1}
     run_snakemake(finished_run, target, *CFG)
     assert victim.is_file()
-    assert {p: p.stat().st_mtime_ns for p in kept + others} == before  # kept, not retrained
+    assert {p: _identity(p) for p in kept + others} == before  # kept, not retrained
     manifest = json.loads((rnd / "adapters/shard1.json").read_text())["adapters"]
     statuses = {row["status"] for row in manifest}
     assert "kept" in statuses and ("trained" in statuses or "inert" in statuses)

@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
-from ..lora import LoraSettings, TrainSettings
-from .scoring import ScoringSettings
+from ..settings import LoraSettings, TrainSettings
+from .scoring_settings import ScoringSettings
 
 BASE, PASSAGE, BASE_SELF_EDITS, EXTERNAL = "base", "passage", "base_self_edits", "external"
 SETTINGS: tuple[str, ...] = ("single", "cpt", "continual")

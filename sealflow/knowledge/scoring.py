@@ -6,7 +6,6 @@ a shard's requests go to the backend in one call so vLLM can batch across adapte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
@@ -15,20 +14,10 @@ from ..records import Passage, SelfEdit
 from .grading import clean_prediction, grade
 from .judge import JudgeConfig, judge_answers
 from .prompts import question_prompt
+from .scoring_settings import ScoringSettings  # re-exported
 
 EVAL_COLUMNS = ["round", "shard", "edit_id", "input_id", "repeat", "question_index", "question", "gold",
                 "answer_base", "answer_adapted", "score_base", "score_adapted", "valid", "reason"]
-
-
-@dataclass(frozen=True)
-class ScoringSettings:
-    grader: str = "f1"
-    max_new_tokens: int = 16
-    judge: dict | None = None
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "ScoringSettings":
-        return cls(cfg.get("grader", "f1"), int(cfg.get("max_new_tokens", 16)), cfg.get("judge"))
 
 
 def _request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:

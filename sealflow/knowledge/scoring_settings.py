@@ -1,0 +1,16 @@
+"""Scoring settings, importable without torch (the Snakefile reads them at parse time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    grader: str = "f1"
+    max_new_tokens: int = 16
+    judge: dict | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ScoringSettings":
+        return cls(cfg.get("grader", "f1"), int(cfg.get("max_new_tokens", 16)), cfg.get("judge"))
