@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fake_chat import serve_chat
 from sealflow.knowledge import grading, judge
 from sealflow.knowledge.judge import JudgeConfig, JudgeError
 
@@ -80,50 +76,21 @@ def test_clean_prediction(raw: str, expected: str) -> None:
 # ----------------------------------------------------------------- judge
 
 
-class _Server:
-    """Tiny chat-completions imitation; ``script`` lists (status, reply text) per request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.script: list[tuple[int, str]] = []
-        self.lock = threading.Lock()
+def _judge_reply(state, body, scripted):
+    if scripted is not None:
+        status, text = scripted
+        if text is not None:
+            return status, text
+    else:
+        status = 200
+    # default: say yes when the student answer contains "right"
+    return status, "Yes." if "Student answer: right" in body["messages"][-1]["content"] else "no"
 
 
 @pytest.fixture()
-def server() -> Iterator[tuple[_Server, str]]:
-    state = _Server()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with state.lock:
-                state.requests.append(body)
-                state.headers.append(dict(self.headers))
-                status, text = state.script.pop(0) if state.script else (200, None)
-            if text is None:  # default: say yes when the student answer contains "right"
-                text = "Yes." if "Student answer: right" in body["messages"][-1]["content"] else "no"
-            if self.path != "/v1/chat/completions":
-                status, text = 404, "not found"
-            payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-            data = json.dumps(payload if status == 200 else {"error": text}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def server():
+    with serve_chat(_judge_reply) as served:
+        yield served
 
 
 def _cfg(base_url: str, **kw) -> JudgeConfig:

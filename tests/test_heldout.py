@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
+from fake_chat import serve_chat
 
 from sealflow.knowledge.heldout import (
     EvalSettings,
@@ -172,47 +169,17 @@ def test_continual_matrix_and_forgetting_on_synthetic_numbers() -> None:
 # ---------------------------------------------------------------- external client
 
 
-class _State:
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.script: list[int] = []
-        self.lock = threading.Lock()
+def _external_reply(state, body, scripted):
+    user = body["messages"][-1]["content"]
+    title = user.split("\n\n", 1)[1].split("\n", 1)[0]
+    status = scripted if scripted is not None else 200
+    return status, (f"{title} is a place.\n{title} has a seed of {body.get('seed')}." if status == 200 else "busy")
 
 
 @pytest.fixture()
-def chat_server() -> Iterator[tuple[_State, str]]:
-    state = _State()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with state.lock:
-                state.requests.append(body)
-                state.headers.append(dict(self.headers))
-                status = state.script.pop(0) if state.script else 200
-            user = body["messages"][-1]["content"]
-            title = user.split("\n\n", 1)[1].split("\n", 1)[0]
-            text = f"{title} is a place.\n{title} has a seed of {body.get('seed')}."
-            payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-            data = json.dumps(payload if status == 200 else {"error": "busy"}).encode()
-            self.send_response(status if self.path == "/v1/chat/completions" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def chat_server():
+    with serve_chat(_external_reply) as served:
+        yield served
 
 
 def _passages(n: int = 2):

@@ -7,24 +7,17 @@ environment variable the config names and may be absent only for a server on thi
 
 from __future__ import annotations
 
-import json
-import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from ..chat_client import ChatError, api_key_from_env, chat_completion as post_chat, messages_body
 from ..records import Passage, SelfEdit
-from .judge import is_local
 from .prompts import chat_instruction
 from .selfedits import derived_seed
 
-_RETRY_STATUS = {408, 409, 429}
 
-
-class ExternalError(RuntimeError):
+class ExternalError(ChatError):
     """The external endpoint could not be used (configuration, HTTP or reply format)."""
 
 
@@ -50,46 +43,15 @@ class ExternalSettings:
 
 
 def external_key(settings: ExternalSettings) -> str | None:
-    key = os.environ.get(settings.api_key_env, "").strip() if settings.api_key_env else ""
-    if key or is_local(settings.url):
-        return key or None
-    raise ExternalError(f"the external model needs an API key in the environment variable {settings.api_key_env!r} "
-                        f"(knowledge.heldout.external.api_key_env) for {settings.url}")
+    return api_key_from_env(settings.api_key_env, settings.url, "knowledge.heldout.external.api_key_env", ExternalError)
 
 
 def chat_completion(settings: ExternalSettings, messages: Sequence[Mapping[str, str]], *, temperature: float,
                     top_p: float, max_tokens: int, seed: int | None = None, key: str | None = None) -> str:
     """The assistant message of one chat completion (retrying transient failures)."""
-    body: dict[str, Any] = {"model": settings.model, "messages": list(messages), "temperature": temperature,
-                            "top_p": top_p, "max_tokens": max_tokens}
-    if seed is not None:
-        body["seed"] = seed
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    data, last = json.dumps(body).encode("utf-8"), ""
-    for attempt in range(settings.max_retries + 1):
-        wait = settings.backoff_s * (2**attempt)
-        try:
-            request = urllib.request.Request(settings.url, data=data, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=settings.timeout_s) as response:
-                reply = json.loads(response.read().decode("utf-8"))
-            try:
-                return str(reply["choices"][0]["message"]["content"] or "")
-            except (KeyError, IndexError, TypeError) as err:
-                raise ExternalError(f"reply from {settings.url} has no choices[0].message.content: "
-                                    f"{str(reply)[:200]}") from err
-        except urllib.error.HTTPError as err:
-            last = f"HTTP {err.code}: {err.read().decode('utf-8', 'replace')[:300]}"
-            if err.code not in _RETRY_STATUS and err.code < 500:
-                raise ExternalError(f"request to {settings.url} failed with {last}") from err
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-        except json.JSONDecodeError as err:
-            raise ExternalError(f"reply from {settings.url} is not JSON ({err.msg})") from err
-        if attempt < settings.max_retries:
-            time.sleep(wait)
-    raise ExternalError(f"request to {settings.url} failed after {settings.max_retries + 1} tries ({last})")
+    body = messages_body(settings.model, messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    return post_chat(settings.url, body, key, timeout_s=settings.timeout_s, max_retries=settings.max_retries,
+                     backoff_s=settings.backoff_s, error=ExternalError)
 
 
 def sample_external(passages: Sequence[Passage], settings: ExternalSettings, k: int, temperature: float,

@@ -7,20 +7,14 @@ often say the right thing in other words; EM/F1 undercount those. Plain
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from ..chat_client import ChatError, api_key_from_env, chat_completion, is_local, messages_body
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
-_RETRY_STATUS = {408, 409, 429}
 
 SYSTEM_PROMPT = (
     "You grade short answers to reading-comprehension questions. Decide whether the "
@@ -41,7 +35,7 @@ Gold = str | Sequence[str]
 Item = tuple[str, Gold, str]
 
 
-class JudgeError(RuntimeError):
+class JudgeError(ChatError):
     """The judge endpoint could not be used (configuration, HTTP, or reply format)."""
 
 
@@ -66,22 +60,9 @@ class JudgeConfig:
         return (self.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
 
 
-def is_local(url: str) -> bool:
-    host = urllib.parse.urlparse(url).hostname or ""
-    return host in _LOCAL_HOSTS or host.startswith("127.")
-
-
 def api_key(cfg: JudgeConfig) -> str | None:
     """The key from the configured env var; optional only for a server on this machine."""
-    key = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
-    if key:
-        return key
-    if is_local(cfg.url):
-        return None
-    raise JudgeError(
-        f"the judge needs an API key in the environment variable {cfg.api_key_env!r} "
-        f"(knowledge.scoring.judge.api_key_env) for {cfg.url}"
-    )
+    return api_key_from_env(cfg.api_key_env, cfg.url, "knowledge.scoring.judge.api_key_env", JudgeError)
 
 
 def _gold_text(gold: Gold) -> str:
@@ -112,56 +93,12 @@ def parse_verdict(reply: str | None) -> float:
     return 1.0 if has_yes and not has_no else 0.0
 
 
-def _retry_after(err: urllib.error.HTTPError) -> float | None:
-    value = err.headers.get("Retry-After") if err.headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _post(cfg: JudgeConfig, body: dict[str, Any], key: str | None) -> dict[str, Any]:
-    """POST with retries on rate limits, server errors and dropped connections."""
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    data = json.dumps(body).encode("utf-8")
-    last = ""
-    for attempt in range(cfg.max_retries + 1):
-        wait = cfg.backoff_s * (2**attempt)
-        try:
-            request = urllib.request.Request(cfg.url, data=data, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode("utf-8", "replace")[:300]
-            last = f"HTTP {err.code}: {detail}"
-            if err.code not in _RETRY_STATUS and err.code < 500:
-                raise JudgeError(f"judge request to {cfg.url} failed with {last}") from err
-            wait = min(_retry_after(err) or wait, 60.0)
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-        except json.JSONDecodeError as err:
-            raise JudgeError(f"judge reply from {cfg.url} is not JSON ({err.msg})") from err
-        if attempt < cfg.max_retries:
-            time.sleep(wait)
-    raise JudgeError(f"judge request to {cfg.url} failed after {cfg.max_retries + 1} tries ({last})")
-
-
 def judge_one(question: str, gold: Gold, prediction: str, cfg: JudgeConfig, key: str | None = None) -> float:
     if not prediction.strip():
         return 0.0  # nothing to judge; saves a paid call
-    body = {
-        "model": cfg.model,
-        "messages": judge_messages(question, gold, prediction),
-        "temperature": 0.0,
-        "max_tokens": 8,
-    }
-    reply = _post(cfg, body, key)
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as err:
-        raise JudgeError(f"judge reply from {cfg.url} has no choices[0].message.content: {str(reply)[:200]}") from err
+    body = messages_body(cfg.model, judge_messages(question, gold, prediction), temperature=0.0, max_tokens=8)
+    content = chat_completion(cfg.url, body, key, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                              backoff_s=cfg.backoff_s, error=JudgeError, what="judge request")
     return parse_verdict(content)
 
 
