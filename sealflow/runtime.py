@@ -20,7 +20,14 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return logging.getLogger("sealflow")
+    log = logging.getLogger("sealflow")
+
+    def log_uncaught(kind, error, trace) -> None:
+        # The rule's log file, not only the job's stderr, must say why a job failed.
+        log.critical("%s: %s", kind.__name__, error, exc_info=(kind, error, trace))
+
+    sys.excepthook = log_uncaught
+    return log
 
 
 @contextlib.contextmanager

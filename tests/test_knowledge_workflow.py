@@ -68,6 +68,20 @@ def test_full_run_produces_every_artifact(finished_run):
     assert not list(root.rglob(".*.tmp-*"))
 
 
+def test_heldout_summary_has_every_method_setting_and_round(finished_run):
+    cfg = _test_config()["knowledge"]
+    summary = pd.read_csv(finished_run / "results/test/knowledge/heldout/summary.csv")
+    assert {"method", "setting", "round", "accuracy", "ci95_low", "ci95_high", "n_questions"} <= set(summary.columns)
+    rounds = [f"round{r}" for r in range(2, cfg["rounds"] + 2)]
+    methods = ["base", "passage", "base_self_edits", *rounds]  # external is off without an endpoint
+    for setting in ("single", "cpt"):
+        assert sorted(summary[summary.setting == setting].method) == sorted(methods)
+    assert sorted(summary[summary.setting == "continual"].method) == ["passage", rounds[-1]]
+    seal = summary[(summary.method == rounds[-1]) & (summary.setting == "single")].iloc[0]
+    assert seal["round"] == cfg["rounds"] and seal.n_questions > 0
+    assert summary.accuracy.between(0, 1).all() and (summary.ci95_low <= summary.accuracy).all()
+
+
 def test_rerun_after_finished_run_does_nothing(finished_run):
     assert planned_jobs(finished_run, *CFG) == {}
 
