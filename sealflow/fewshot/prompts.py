@@ -22,10 +22,10 @@ Data tools (true or false each):
 - use_repeat_augmentations: tiled grids and extra shuffled, recoloured copies
 Training: strategy "train_using_all_tokens" or "train_using_output_tokens",
 a learning_rate (float) and num_train_epochs (integer).
-Reply with one JSON object only, in this form (an example, not a recommendation):
-{"data_generation": {"use_basic_augmentations": true, "use_size_augmentations": false, \
-"use_chain_augmentations": false, "use_repeat_augmentations": false}, \
-"training": {"strategy": "train_using_output_tokens", "learning_rate": 0.001, "num_train_epochs": 3}}
+Reply with one JSON object only:
+{"data_generation": {"use_basic_augmentations": ..., "use_size_augmentations": ..., \
+"use_chain_augmentations": ..., "use_repeat_augmentations": ...}, \
+"training": {"strategy": ..., "learning_rate": ..., "num_train_epochs": ...}}
 """
 
 
