@@ -65,19 +65,14 @@ def kn_policy(wildcards):
     return f"{KN}/base/model" if r == 1 else f"{KN}/round{r}/policy"
 
 
-def kn_adapter_files(names=("adapter_config.json", "adapter_model.safetensors")):
+def kn_adapter_files(wildcards=None):
+    s = "{s}" if wildcards is None else wildcards.s
     return [
         f"{KN}/round{{r}}/adapters/shard{{s}}/{slot}/rep{rep}/{name}"
         for slot in kn_slots()
         for rep in range(kn_trained_repeats())
-        for name in names
+        for name in ("adapter_config.json", "adapter_model.safetensors")
     ]
-
-
-# Snakemake does not treat a missing update() output as missing, so each adapter also
-# has a plain output, valid.json, which the shard job rewrites for every adapter it keeps
-# or trains: deleting an adapter's folder makes its shard (and only that) run again.
-ADAPTER_STAMP = ("valid.json",)
 
 
 def kn_round_targets(r):

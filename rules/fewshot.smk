@@ -34,8 +34,12 @@ def fs_eval_policy(wildcards):
     return f"{FS}/base/model" if p == 0 else f"{FS}/round{p + 1}/policy"
 
 
-def fs_adapter_files(names=("adapter_config.json", "adapter_model.safetensors")):
-    return [f"{FS}/round{{r}}/adapters/shard{{s}}/{slot}/rep0/{name}" for slot in fs_slots() for name in names]
+def fs_adapter_files():
+    return [
+        f"{FS}/round{{r}}/adapters/shard{{s}}/{slot}/rep0/{name}"
+        for slot in fs_slots()
+        for name in ("adapter_config.json", "adapter_model.safetensors")
+    ]
 
 
 def fs_ttt_evals():
@@ -97,7 +101,6 @@ rule fewshot_inner_loop:
         policy=fs_policy,
     output:
         adapters=update(fs_adapter_files()),
-        stamps=fs_adapter_files(ADAPTER_STAMP),
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
     params:
         root=lambda wc: f"{FS}/round{wc.r}/adapters/shard{wc.s}",
@@ -117,7 +120,6 @@ rule fewshot_inner_loop:
 
 rule fewshot_score_adapters:
     input:
-        stamps=lambda wc: [p.format(r=wc.r, s=wc.s) for p in fs_adapter_files(ADAPTER_STAMP)],
         edits=f"{FS}/round{{r}}/self_edits/shard{{s}}.jsonl",
         tasks=f"{FS}/data/train.jsonl",
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",

@@ -46,7 +46,6 @@ rule inner_loop:
         policy=kn_policy,
     output:
         adapters=update(kn_adapter_files()),
-        stamps=kn_adapter_files(ADAPTER_STAMP),
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
         root=lambda wc: f"{KN}/round{wc.r}/adapters/shard{wc.s}",
@@ -64,11 +63,8 @@ rule inner_loop:
         "../scripts/inner_loop.py"
 
 
-# The adapters' stamps are inputs (not only the manifest) so that a deleted adapter is
-# noticed: Snakemake checks the outputs that some job requests.
 rule score_adapters:
     input:
-        stamps=lambda wc: [p.format(r=wc.r, s=wc.s) for p in kn_adapter_files(ADAPTER_STAMP)],
         edits=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
         passages=f"{KN}/data/train.jsonl",
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",

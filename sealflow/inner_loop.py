@@ -23,7 +23,6 @@ from typing import Sequence
 import torch
 from peft import get_peft_model
 
-from .atomic import write_json
 from .faults import maybe_delay, maybe_fail
 from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora, validate_adapter
 
@@ -77,14 +76,6 @@ def _reusable(out_dir: Path, key: str) -> bool:
     return True
 
 
-STAMP = "valid.json"
-
-
-def write_stamp(row: dict) -> None:
-    """The adapter's plain (non-update) output: proof it was validated or trained by this job."""
-    write_json(Path(row["adapter"]) / STAMP, {k: row.get(k) for k in ("edit_id", "repeat", "status", "sha256", "training_key", "valid", "reason")})
-
-
 def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[TrainPlan], lora: LoraSettings,
               fault_key: str = "") -> list[dict]:
     """Train (or keep) every planned adapter; return one manifest row per adapter."""
@@ -99,7 +90,6 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
             row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
                        sha256=meta.get("sha256"))
             log.info("kept %s (complete, valid, same training key)", out_dir)
-            write_stamp(row)
             rows.append(row)
             continue
         if index == 1:
@@ -121,7 +111,6 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
         row.update(status="trained" if plan.valid else "inert", seconds=seconds, steps=summary.get("steps"),
                    final_loss=summary.get("final_loss"), sha256=meta["sha256"])
         log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], out_dir, seconds, row["steps"], row["final_loss"])
-        write_stamp(row)
         rows.append(row)
         maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
     return rows
