@@ -104,11 +104,17 @@ def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
     others = sorted((rnd / "adapters/shard0").glob("*/rep0/adapter_model.safetensors"))
     before = {p: _identity(p) for p in kept + others}
     victim.unlink()
-    target = f"results/test/knowledge/round{last}/rewards.csv"
-    assert planned_jobs(finished_run, target, *CFG) == {"inner_loop": 1, "score_adapters": 1, "rewards": 1}
-    run_snakemake(finished_run, target, *CFG)
+    # Snakemake does not regenerate a missing intermediate file while everything downstream
+    # is up to date; asking for the file itself reruns only its shard's inner loop ...
+    deleted = str(victim.relative_to(finished_run))
+    assert planned_jobs(finished_run, deleted, *CFG) == {"inner_loop": 1}
+    run_snakemake(finished_run, deleted, *CFG)
     assert victim.is_file()
     assert {p: _identity(p) for p in kept + others} == before  # kept, not retrained
+    # ... and then that shard's scoring and the round's rewards are out of date, nothing else of the round.
+    target = f"results/test/knowledge/round{last}/rewards.csv"
+    assert planned_jobs(finished_run, target, *CFG) == {"score_adapters": 1, "rewards": 1}
+    run_snakemake(finished_run, target, *CFG)
     manifest = json.loads((rnd / "adapters/shard1.json").read_text())["adapters"]
     statuses = {row["status"] for row in manifest}
     assert "kept" in statuses and ("trained" in statuses or "inert" in statuses)
