@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -21,6 +22,23 @@ _RETRY_STATUS = {408, 409, 429}
 
 class ChatError(RuntimeError):
     """The endpoint could not be used (configuration, HTTP or reply format)."""
+
+
+@dataclass(frozen=True)
+class ChatEndpoint:
+    """Where and how to call an endpoint; unknown config keys are ignored."""
+
+    base_url: str | None = None
+    model: str = "gpt-4.1"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 2.0
+    max_workers: int = 4
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]):
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
 
 
 def is_local(url: str) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from ..chat_client import ChatError, api_key_from_env, chat_completion as post_chat, messages_body
+from ..chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_completion as post_chat, messages_body
 from ..records import Passage, SelfEdit
 from .prompts import chat_instruction
 from .selfedits import derived_seed
@@ -22,18 +22,10 @@ class ExternalError(ChatError):
 
 
 @dataclass(frozen=True)
-class ExternalSettings:
-    base_url: str | None = None
-    model: str = "gpt-4.1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
-    max_retries: int = 4
-    backoff_s: float = 2.0
-    max_workers: int = 4
+class ExternalSettings(ChatEndpoint):
+    """``knowledge.heldout.external``: long completions get a longer timeout."""
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "ExternalSettings":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+    timeout_s: float = 120.0
 
     @property
     def url(self) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-from ..chat_client import ChatError, api_key_from_env, chat_completion, is_local, messages_body
+from ..chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_completion, is_local, messages_body
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -40,20 +40,8 @@ class JudgeError(ChatError):
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
-    base_url: str | None = None  # None means OpenAI's own endpoint
-    model: str = "gpt-4.1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
-    max_retries: int = 4
-    backoff_s: float = 2.0
-    max_workers: int = 4
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "JudgeConfig":
-        """Build from ``knowledge.scoring.judge``; unknown keys are ignored."""
-        known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
-        return cls(**known)
+class JudgeConfig(ChatEndpoint):
+    """``knowledge.scoring.judge``; a null base_url means OpenAI's own endpoint."""
 
     @property
     def url(self) -> str:
