@@ -1,6 +1,4 @@
 # Path helpers, resources and derived settings. No pipeline logic lives here.
-import math
-
 from sealflow.config import rule_resources
 
 OUT = f"results/{config['run']}"
@@ -31,10 +29,6 @@ def retries():
     the job as well, so the default is None and profiles set retries.
     """
     return config["resources"].get("retries")
-
-
-def script_env():
-    return {}
 
 
 # ---- knowledge domain: shards and edit slots are known from config alone ----

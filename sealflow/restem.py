@@ -7,9 +7,6 @@ from typing import Iterable, Mapping, Sequence
 
 from .records import SelfEdit
 
-FILTERED_COLUMNS = ("prompt", "completion", "input_id", "edit_id", "reward")
-
-
 def _valid(row: Mapping) -> bool:
     return str(row.get("valid", True)).strip().lower() in ("true", "1")
 
