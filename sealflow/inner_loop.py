@@ -63,7 +63,7 @@ def training_key(plan: TrainPlan, lora: LoraSettings, model_id: str) -> str:
 
 
 def _reusable(out_dir: Path, key: str) -> bool:
-    if not out_dir.exists():
+    if not out_dir.exists() or not any(out_dir.iterdir()):  # Snakemake pre-creates output folders
         return False
     try:
         meta = validate_adapter(out_dir)

@@ -74,6 +74,11 @@ def test_every_round_has_its_artifacts(fewshot_run):
         assert list(rewards.columns)[:6] == ["edit_id", "input_id", "round", "shard", "sample", "reward_mean"]
         assert len(rewards) == cfg["data"]["n_train"] * se["k"]
         assert set(rewards["reward_mean"].astype(float)) <= {0.0, 1.0}
+        # guided decoding writes parseable configurations: only budget or duplicates can void one
+        valid = rewards["valid"].astype(str).eq("True")
+        assert valid.any() and set(rewards.loc[~valid, "reason"]) <= {"duplicate", "over_budget"}
+        assert all(json.loads(e)["sampling"]["decoding"] == "guided"
+                   for e in (rnd / "self_edits/shard0.jsonl").read_text().splitlines())
         assert (rnd / "filtered.jsonl").is_file()
         assert (fs / f"round{r + 1}/policy/config.json").is_file() or r == cfg["rounds"]
     # The policy after the last round exists too: the SEAL row of the evaluation needs it.

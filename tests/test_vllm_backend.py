@@ -136,6 +136,23 @@ def test_vllm_sampling_returns_k_completions_within_budget(vllm_backend, adapter
     assert all(" " not in c for c in stopped[0])
 
 
+CHOICES = ("true,", "false,", "0.003}", "10}")
+
+
+def _check_choices(backend, adapters):
+    requests = [GenerationRequest(p, adapter=adapters["a"] if i % 2 else None, n=4, temperature=1.0, seed=i,
+                                  choices=CHOICES) for i, p in enumerate(PROMPTS)]
+    requests.append(GenerationRequest(PROMPTS[0], n=2, temperature=0.0, choices=CHOICES))
+    out = backend.generate(requests)
+    assert [len(o) for o in out] == [r.n for r in requests]
+    assert all(c in CHOICES for o in out for c in o)
+    assert out[-1][0] == out[-1][1]  # greedy
+
+
+def test_vllm_guided_choices(vllm_backend, adapters):
+    _check_choices(vllm_backend, adapters)
+
+
 def test_vllm_seeded_shard_larger_than_one_step(vllm_backend, adapters):
     """Seeded sampling over more prompt tokens than one engine step holds.
 
@@ -246,6 +263,7 @@ def test_server_greedy_matches_hf_and_unloads_adapters(vllm_server, vllm_model_d
         sampled = backend.generate([GenerationRequest("The city", adapter=adapters["b"], n=4, max_new_tokens=5,
                                                       temperature=1.0, seed=7)])
         assert len(sampled[0]) == 4
+        _check_choices(backend, adapters)
         models = backend._call("GET", "models")["data"]
         assert [m["id"] for m in models if m.get("parent")] == []  # every job adapter unloaded again
     finally:

@@ -7,6 +7,8 @@ requests into one :meth:`Backend.generate` call and let the backend schedule the
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -21,6 +23,9 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    # Guided decoding: when set, each completion is one of these strings, drawn by the
+    # model's own probability of it (vLLM's "choice" structured output; greedy = the likeliest).
+    choices: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -45,6 +50,28 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the model / engine."""
+
+
+def draw_choices(logprobs: Sequence[float], n: int, temperature: float, top_p: float, seed: int) -> list[int]:
+    """``n`` indices drawn from the choices' total log-probabilities, as token sampling draws
+    tokens: temperature-scaled softmax, nucleus cut at ``top_p``; greedy when temperature is 0."""
+    if not logprobs:
+        raise ValueError("draw_choices needs at least one choice")
+    if temperature <= 0:
+        best = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
+        return [best] * n
+    top = max(logprobs)
+    weights = [math.exp((lp - top) / temperature) for lp in logprobs]
+    total = sum(weights)
+    order = sorted(range(len(weights)), key=lambda i: (-weights[i], i))
+    kept, mass = [], 0.0
+    for i in order:  # the smallest set whose probability reaches top_p
+        kept.append(i)
+        mass += weights[i] / total
+        if mass >= top_p:
+            break
+    rng = random.Random(seed)
+    return rng.choices(kept, weights=[weights[i] for i in kept], k=n)
 
 
 def apply_stop(text: str, stop: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ from peft import PeftModel
 
 from ..devices import Placement
 from ..modeling import load_model, load_tokenizer
-from .base import BackendSettings, GenerationRequest, apply_stop
+from .base import BackendSettings, GenerationRequest, apply_stop, draw_choices
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,32 @@ class HFBackend:
         texts = [apply_stop(t, request.stop) for t in texts]
         return [texts[i * request.n : (i + 1) * request.n] for i in range(len(prompts))]
 
+    @torch.no_grad()
+    def choice_logprobs(self, model: torch.nn.Module, prompt: str, choices: Sequence[str]) -> list[float]:
+        """Total log-probability of each choice after ``prompt`` (choices tokenized on their
+        own and appended, as a guided decoder appends their tokens)."""
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        choice_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        width = len(prompt_ids) + max(len(ids) for ids in choice_ids)
+        pad = self.tokenizer.pad_token_id or 0
+        rows = [prompt_ids + ids + [pad] * (width - len(prompt_ids) - len(ids)) for ids in choice_ids]
+        mask = [[1] * (len(prompt_ids) + len(ids)) + [0] * (width - len(prompt_ids) - len(ids)) for ids in choice_ids]
+        device = self.placement.device
+        logits = model(input_ids=torch.tensor(rows, device=device),
+                       attention_mask=torch.tensor(mask, device=device)).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        totals = []
+        for row, ids in enumerate(choice_ids):
+            # token t of the choice is predicted at position (len(prompt) + t - 1)
+            positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids), device=device)
+            totals.append(float(logprobs[row, positions, torch.tensor(ids, device=device)].sum()))
+        return totals
+
+    def _choose(self, request: GenerationRequest) -> list[str]:
+        scores = self.choice_logprobs(self._use_adapter(request.adapter), request.prompt, request.choices)
+        picks = draw_choices(scores, request.n, request.temperature, request.top_p, request.seed)
+        return [request.choices[i] for i in picks]
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         results: list[list[str] | None] = [None] * len(requests)
         # Requests that differ only in seed share a batch: one ``generate`` call per batch is
@@ -76,8 +102,12 @@ class HFBackend:
         # results are reproducible for the same shard (but depend on how it is batched).
         groups: dict[tuple, list[int]] = defaultdict(list)
         for index, req in enumerate(requests):
-            groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.stop)].append(index)
+            if not req.choices:
+                groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.stop)].append(index)
         try:
+            for index, req in enumerate(requests):
+                if req.choices:
+                    results[index] = self._choose(req)
             for key, indices in groups.items():
                 model = self._use_adapter(key[0])
                 size = max(1, self.settings.batch_size // max(1, key[1]))

@@ -79,13 +79,14 @@ def _import_vllm():
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import StructuredOutputsParams
     except ImportError as err:
         raise RuntimeError(
             "config key 'backend.name' is 'vllm' but vllm cannot be imported "
             f"({err}); on CPU-only machines run tools/install_vllm_cpu.sh, on GPU machines "
             "use envs/vllm.yaml (or pip install vllm)"
         ) from err
-    return LLM, SamplingParams, TokensPrompt, LoRARequest
+    return LLM, SamplingParams, TokensPrompt, LoRARequest, StructuredOutputsParams
 
 
 class VLLMBackend:
@@ -97,7 +98,7 @@ class VLLMBackend:
         if not placement.is_cuda:
             for key, value in cpu_environment_defaults().items():
                 os.environ.setdefault(key, value)
-        LLM, self._SamplingParams, self._TokensPrompt, self._LoRARequest = _import_vllm()
+        LLM, self._SamplingParams, self._TokensPrompt, self._LoRARequest, self._Structured = _import_vllm()
 
         self.model_path = resolve_model_path(model_path)
         if not placement.is_cuda:
@@ -163,6 +164,7 @@ class VLLMBackend:
             seed=int(request.seed),
             stop=list(request.stop) or None,
             skip_special_tokens=True,
+            structured_outputs=self._Structured(choice=list(request.choices)) if request.choices else None,
         )
 
     # -- generation -----------------------------------------------------------------

@@ -129,6 +129,8 @@ class ServerBackend:
         }
         if request.stop:
             payload["stop"] = list(request.stop)
+        if request.choices:  # guided decoding (vLLM >= 0.11 spells it this way)
+            payload["structured_outputs"] = {"choice": list(request.choices)}
         answer = self._call("POST", "completions", payload)
         choices = sorted(answer["choices"], key=lambda c: c["index"])
         texts = []

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from ..backends import Backend, GenerationRequest
 from ..knowledge.selfedits import derived_seed, slot_name
 from ..records import SelfEdit
+from .guided import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATES, guided_completions
 from .prompts import self_edit_prompt
 from .tasks import ArcTask
 
@@ -24,11 +25,26 @@ class SamplingSettings:
     top_p: float = 0.95
     max_new_tokens: int = 128
     chat_template: bool = True  # wrap the prompt in the tokenizer's chat template when it has one
+    decoding: str = "free"  # free: the policy writes the whole text | guided: see guided.py
+    learning_rates: tuple[float, ...] = DEFAULT_LEARNING_RATES  # guided decoding's choices
+    epochs: tuple[int, ...] = DEFAULT_EPOCHS
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SamplingSettings":
+        guided = cfg.get("guided") or {}
         return cls(int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]),
-                   bool(cfg.get("chat_template", True)))
+                   bool(cfg.get("chat_template", True)), str(cfg.get("decoding", "free")),
+                   tuple(float(x) for x in guided.get("learning_rates", DEFAULT_LEARNING_RATES)),
+                   tuple(int(x) for x in guided.get("epochs", DEFAULT_EPOCHS)))
+
+    def record(self) -> dict[str, Any]:
+        """What a self-edit stores about how it was sampled."""
+        row: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p, "k": self.k,
+                               "max_new_tokens": self.max_new_tokens, "chat_template": self.chat_template,
+                               "decoding": self.decoding}
+        if self.decoding == "guided":
+            row.update(learning_rates=list(self.learning_rates), epochs=list(self.epochs))
+        return row
 
 
 def bos_text(tokenizer: Any) -> str:
@@ -58,14 +74,16 @@ def sample_self_edits(backend: Backend, tokenizer: Any, tasks: Sequence[ArcTask]
     """``k`` self-edits per task in one backend call; ids are ``{prefix}-p{pos}-k{sample}``."""
     prompts = [policy_prompt(t, tokenizer, settings.chat_template) for t in tasks]
     seeds = [derived_seed(seed, prefix, pos) for pos in range(len(tasks))]
-    requests = [
-        GenerationRequest(with_bos(tokenizer, prompt), n=settings.k, max_new_tokens=settings.max_new_tokens,
-                          temperature=settings.temperature, top_p=settings.top_p, seed=s)
-        for prompt, s in zip(prompts, seeds)
-    ]
-    outputs = backend.generate(requests)
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "k": settings.k,
-                "max_new_tokens": settings.max_new_tokens, "chat_template": settings.chat_template}
+    if settings.decoding == "guided":
+        outputs = guided_completions(backend, [with_bos(tokenizer, p) for p in prompts], seeds, settings.k,
+                                     settings.temperature, settings.top_p, settings.learning_rates, settings.epochs)
+    else:
+        outputs = backend.generate([
+            GenerationRequest(with_bos(tokenizer, prompt), n=settings.k, max_new_tokens=settings.max_new_tokens,
+                              temperature=settings.temperature, top_p=settings.top_p, seed=s)
+            for prompt, s in zip(prompts, seeds)
+        ])
+    sampling = settings.record()
     edits = []
     for pos, (task, prompt, s, completions) in enumerate(zip(tasks, prompts, seeds, outputs)):
         for sample in range(settings.k):
