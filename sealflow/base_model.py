@@ -78,7 +78,11 @@ def train_tokenizer(texts: Sequence[str], architecture: str, vocab_size: int) ->
     spec = _SPECIALS[architecture]
     specials = [t for t in [spec["bos"], spec["eos"], *spec["extra"]] if t]
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # One token per digit, as Qwen2.5's tokenizer splits numbers: an ARC grid cell is
+    # then exactly one token, which a tiny model needs to copy and move cells around.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
