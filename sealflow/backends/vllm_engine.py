@@ -157,7 +157,7 @@ class VLLMBackend:
     def _sampling(self, request: GenerationRequest):
         greedy = request.temperature <= 0
         return self._SamplingParams(
-            n=request.n,
+            n=1 if greedy else request.n,  # vLLM refuses n > 1 when greedy; copies are made below
             temperature=0.0 if greedy else float(request.temperature),
             top_p=1.0 if greedy else float(request.top_p),
             max_tokens=int(request.max_new_tokens),
@@ -184,7 +184,8 @@ class VLLMBackend:
         for request, output in zip(requests, outputs):
             completions = sorted(output.outputs, key=lambda c: c.index)
             texts = self.tokenizer.batch_decode([list(c.token_ids) for c in completions], skip_special_tokens=True)
-            results.append([apply_stop(text, request.stop) for text in texts])
+            texts = [apply_stop(text, request.stop) for text in texts]
+            results.append(texts * request.n if request.temperature <= 0 and len(texts) == 1 else texts)
         return results
 
     def close(self) -> None:

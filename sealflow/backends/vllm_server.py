@@ -120,7 +120,7 @@ class ServerBackend:
         payload = {
             "model": model,
             "prompt": ids,  # token ids: no BOS or other special tokens added by the server
-            "n": request.n,
+            "n": 1 if greedy else request.n,  # vLLM refuses n > 1 when greedy; copies are made below
             "temperature": 0.0 if greedy else float(request.temperature),
             "top_p": 1.0 if greedy else float(request.top_p),
             "max_tokens": int(request.max_new_tokens),
@@ -139,7 +139,7 @@ class ServerBackend:
             # Decode locally when the server returns token ids (same decoding as HF).
             text = self.tokenizer.decode(token_ids, skip_special_tokens=True) if token_ids is not None else choice["text"]
             texts.append(apply_stop(text, request.stop))
-        return texts
+        return texts * request.n if greedy and len(texts) == 1 else texts
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         if not requests:
