@@ -73,6 +73,20 @@ def test_sft_masks_every_prompt_token_and_no_completion_token(tiny_model_dir):
     assert labels[n_prompt:] == ids[n_prompt:] and len(ids) - n_prompt == n_completion
 
 
+def _completion_nll(model_dir: str, row: dict, placement) -> float:
+    """Mean negative log-likelihood of a row's completion tokens given its prompt."""
+    import torch
+
+    from sealflow.modeling import load_model, load_tokenizer
+
+    tok, model = load_tokenizer(model_dir), load_model(model_dir, placement)
+    prompt = tok(row["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tok(row["completion"], add_special_tokens=False)["input_ids"]
+    labels = torch.tensor([[-100] * len(prompt) + completion])
+    with torch.no_grad():
+        return float(model(input_ids=torch.tensor([prompt + completion]), labels=labels).loss)
+
+
 def test_update_policy_merges_and_reloads(tiny_model_dir, tmp_path):
     from sealflow.backends import BackendSettings, GenerationRequest, make_backend
     from sealflow.devices import resolve_placement
@@ -81,12 +95,18 @@ def test_update_policy_merges_and_reloads(tiny_model_dir, tmp_path):
 
     placement = resolve_placement("cpu")
     rows = [{"prompt": "Implications:\n", "completion": "zz qq zz qq zz qq"}] * 8
-    stats = update_policy(str(tiny_model_dir), rows, LoraSettings(r=8, alpha=32), TrainSettings(epochs=8, lr=3e-2, batch_size=4),
-                          tmp_path / "policy", placement)
+    every_projection = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    stats = update_policy(str(tiny_model_dir), rows, LoraSettings(r=8, alpha=32, target_modules=every_projection),
+                          TrainSettings(epochs=8, lr=1e-2, batch_size=4), tmp_path / "policy", placement)
     assert stats["steps"] == 16
     assert not (tmp_path / "policy" / "adapter_config.json").exists()  # merged: a plain model folder
-    old = make_backend(str(tiny_model_dir), placement, BackendSettings()).generate([GenerationRequest("Implications:\n", max_new_tokens=6)])
-    new = make_backend(str(tmp_path / "policy"), placement, BackendSettings()).generate([GenerationRequest("Implications:\n", max_new_tokens=6)])
-    assert new[0][0] and new != old
+    # The merged policy learned its training data: the completion became likelier (the
+    # session's tiny model is barely pretrained, so 16 LoRA steps move it only so far).
+    before = _completion_nll(str(tiny_model_dir), rows[0], placement)
+    after = _completion_nll(str(tmp_path / "policy"), rows[0], placement)
+    assert after < before - 0.2, (before, after)
+    new = make_backend(str(tmp_path / "policy"), placement, BackendSettings()).generate(
+        [GenerationRequest("Implications:\n", max_new_tokens=6)])
+    assert new[0][0]  # and it generates
     empty = update_policy(str(tmp_path / "policy"), [], LoraSettings(), TrainSettings(), tmp_path / "same", placement)
     assert empty["examples"] == 0 and (tmp_path / "same" / "config.json").is_file()
