@@ -27,6 +27,10 @@ class GenerationRequest:
     # model's own probability of it (vLLM's "choice" structured output; greedy = the likeliest).
     choices: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
 
 @dataclass
 class BackendSettings:

@@ -55,7 +55,7 @@ class HFBackend:
     def _run(self, model: torch.nn.Module, prompts: list[str], request: GenerationRequest) -> list[list[str]]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.placement.device) for k, v in enc.items()}
-        sample = request.temperature > 0
+        sample = not request.greedy
         kwargs = dict(max_new_tokens=request.max_new_tokens, do_sample=sample, num_return_sequences=request.n,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if sample:
@@ -101,13 +101,15 @@ class HFBackend:
         # what makes sampling fast. The batch is seeded with its first request's seed, so
         # results are reproducible for the same shard (but depend on how it is batched).
         groups: dict[tuple, list[int]] = defaultdict(list)
+        guided: list[int] = []
         for index, req in enumerate(requests):
-            if not req.choices:
+            if req.choices:
+                guided.append(index)
+            else:
                 groups[(req.adapter, req.n, req.max_new_tokens, req.temperature, req.top_p, req.stop)].append(index)
         try:
-            for index, req in enumerate(requests):
-                if req.choices:
-                    results[index] = self._choose(req)
+            for index in guided:
+                results[index] = self._choose(requests[index])
             for key, indices in groups.items():
                 model = self._use_adapter(key[0])
                 size = max(1, self.settings.batch_size // max(1, key[1]))

@@ -155,7 +155,7 @@ class VLLMBackend:
         return self._LoRARequest(f"adapter{lora_id}", lora_id, path)
 
     def _sampling(self, request: GenerationRequest):
-        greedy = request.temperature <= 0
+        greedy = request.greedy
         return self._SamplingParams(
             n=1 if greedy else request.n,  # vLLM refuses n > 1 when greedy; copies are made below
             temperature=0.0 if greedy else float(request.temperature),
@@ -185,7 +185,7 @@ class VLLMBackend:
             completions = sorted(output.outputs, key=lambda c: c.index)
             texts = self.tokenizer.batch_decode([list(c.token_ids) for c in completions], skip_special_tokens=True)
             texts = [apply_stop(text, request.stop) for text in texts]
-            results.append(texts * request.n if request.temperature <= 0 and len(texts) == 1 else texts)
+            results.append(texts * request.n if request.greedy and len(texts) == 1 else texts)
         return results
 
     def close(self) -> None:

@@ -113,7 +113,7 @@ class ServerBackend:
 
     # -- generation -----------------------------------------------------------------
     def _complete(self, request: GenerationRequest, model: str) -> list[str]:
-        greedy = request.temperature <= 0
+        greedy = request.greedy
         ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError("a generation request has an empty prompt; vLLM needs at least one prompt token")

@@ -12,12 +12,13 @@ off: the SFT update raises the probability of the kept values in exactly these c
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import Backend, GenerationRequest
 from ..knowledge.selfedits import derived_seed
-from .selfedit import FLAG_KEYS
+from .selfedit import FLAG_KEYS, nested_layout
 
 DEFAULT_LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2)
 DEFAULT_EPOCHS = tuple(range(1, 11))
@@ -31,15 +32,19 @@ class Slot:
 
 
 def slots(learning_rates: Sequence[float], epochs: Sequence[int]) -> tuple[list[Slot], str]:
-    """The slots in the order ``selfedit.to_json`` writes them, and the closing text."""
-    flags = ("true", "false")
-    layout = [Slot(FLAG_KEYS[0], '{"data_generation": {"%s": ' % FLAG_KEYS[0], flags)]
-    layout += [Slot(key, ', "%s": ' % key, flags) for key in FLAG_KEYS[1:]]
-    layout.append(Slot("strategy", '}, "training": {"strategy": ',
-                       ('"train_using_all_tokens"', '"train_using_output_tokens"')))
-    layout.append(Slot("learning_rate", ', "learning_rate": ', tuple(json.dumps(float(lr)) for lr in learning_rates)))
-    layout.append(Slot("num_train_epochs", ', "num_train_epochs": ', tuple(str(int(e)) for e in epochs)))
-    return layout, "}}"
+    """The slots in the order ``selfedit.to_json`` writes them, and the closing text.
+
+    The fixed text comes from the same layout ``to_json`` serialises, with a marker in
+    place of each value, so the two cannot drift apart."""
+    choices = {
+        **{key: ("true", "false") for key in FLAG_KEYS},
+        "strategy": ('"train_using_all_tokens"', '"train_using_output_tokens"'),
+        "learning_rate": tuple(json.dumps(float(lr)) for lr in learning_rates),
+        "num_train_epochs": tuple(str(int(e)) for e in epochs),
+    }
+    text = json.dumps(nested_layout({key: f"@{key}@" for key in choices}))
+    parts = re.split(r'"@(\w+)@"', text)  # before, key, before, key, ..., closing
+    return [Slot(key, before, choices[key]) for before, key in zip(parts[0:-1:2], parts[1::2])], parts[-1]
 
 
 def guided_completions(backend: Backend, prompts: Sequence[str], seeds: Sequence[int], k: int, temperature: float,
@@ -53,10 +58,12 @@ def guided_completions(backend: Backend, prompts: Sequence[str], seeds: Sequence
     followers = [s.before[0] for s in layout[1:]] + [closing[0]]
     texts = [["" for _ in range(k)] for _ in prompts]
     for index, (slot, follower) in enumerate(zip(layout, followers)):
+        choices = tuple(value + follower for value in slot.values)
+        budget = max(len(c) for c in choices)  # never more tokens than characters: the longest choice fits
         requests = [
-            GenerationRequest(prompt + texts[p][sample] + slot.before, n=1, max_new_tokens=16,
+            GenerationRequest(prompt + texts[p][sample] + slot.before, n=1, max_new_tokens=budget,
                               temperature=temperature, top_p=top_p, seed=derived_seed(seeds[p], sample, index),
-                              choices=tuple(value + follower for value in slot.values))
+                              choices=choices)
             for p, prompt in enumerate(prompts) for sample in range(k)
         ]
         picked = backend.generate(requests)

@@ -29,6 +29,7 @@ FLAG_KEYS = (
     "use_chain_augmentations",
     "use_repeat_augmentations",
 )
+TRAINING_KEYS = ("strategy", "learning_rate", "num_train_epochs")
 # The paper's spellings first; the short forms are what ToolConfig stores.
 _STRATEGIES = {
     "train_using_all_tokens": "all_tokens",
@@ -128,7 +129,7 @@ def _validate(obj: dict[str, Any]) -> ParseResult:
             return fail(f"wrong_type:{key}")
         flags.append(flags_src[key])
 
-    for key in ("strategy", "learning_rate", "num_train_epochs"):
+    for key in TRAINING_KEYS:
         if key not in train_src:
             return fail(f"missing_key:{key}")
     strategy = train_src["strategy"]
@@ -194,17 +195,15 @@ def config_key(config: ToolConfig) -> str:
     return json.dumps(row, sort_keys=True)
 
 
+def nested_layout(values: dict[str, Any]) -> dict[str, Any]:
+    """The paper's nested layout of a configuration's values (keyed by FLAG_KEYS and TRAINING_KEYS)."""
+    return {"data_generation": {key: values[key] for key in FLAG_KEYS},
+            "training": {key: values[key] for key in TRAINING_KEYS}}
+
+
 def to_json(config: ToolConfig) -> str:
     """The configuration in the paper's nested layout: what the policy learns to write."""
-    body = {
-        "data_generation": {key: getattr(config, key) for key in FLAG_KEYS},
-        "training": {
-            "strategy": f"train_using_{config.strategy}",
-            "learning_rate": config.learning_rate,
-            "num_train_epochs": config.num_train_epochs,
-        },
-    }
-    return json.dumps(body)
+    return json.dumps(nested_layout({**config.to_dict(), "strategy": f"train_using_{config.strategy}"}))
 
 
 REASONS = (
