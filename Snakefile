@@ -10,7 +10,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# A wrong key or type stops the run here, naming the key (e.g. knowledge.self_edits.k).
+# A wrong key or type stops the run here, naming the key (e.g. knowledge.self_edits.k);
+# the schema's defaults are filled in, so every rule and stage reads one complete config.
 validate_config(config, workflow.source_path("config/schema.yaml"))
 
 
@@ -19,10 +20,21 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/base.smk"
-include: "rules/knowledge.smk"
 include: "rules/restem.smk"
-include: "rules/evaluate.smk"
-include: "rules/fewshot.smk"
+
+
+if "knowledge" in config["domains"]:
+
+    include: "rules/knowledge.smk"
+    include: "rules/knowledge_heldout.smk"
+
+
+if "fewshot" in config["domains"]:
+
+    include: "rules/fewshot.smk"
+    include: "rules/fewshot_eval.smk"
+
+
 include: "rules/report.smk"
 
 

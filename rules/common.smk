@@ -1,16 +1,29 @@
-# Path helpers, resources and derived settings. No pipeline logic lives here.
+# Every helper function of the workflow: paths, slots, policies, targets and resources.
+# Paths and identities come from sealflow.ids (shared with the library, so a pattern is
+# written once); the other rules files hold rules only.
+from sealflow import ids
 from sealflow.config import rule_resources
+from sealflow.knowledge.heldout import methods as kh
+from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
 OUT = f"results/{config['run']}"
 KN = f"{OUT}/knowledge"
+KH = f"{KN}/heldout"
 FS = f"{OUT}/fewshot"
-DOMAINS = config.get("domains", ["knowledge"])
+REP = f"{OUT}/report"
+DOMAINS = config["domains"]
+DOMAIN_DIRS = {"knowledge": KN, "fewshot": FS}
+KH_METHOD = r"base|passage|base_self_edits|external|round\d+"
 
 
 wildcard_constraints:
     r=r"\d+",
     s=r"\d+",
     domain=r"knowledge|fewshot",
+    method=r"[A-Za-z0-9_.+-]+",
+
+
+# ---- resources ---------------------------------------------------------------------
 
 
 def res(rule_name, kind):
@@ -28,58 +41,189 @@ def retries():
     A rule-level value (even 0) overrides --retries, and on SLURM it is applied inside
     the job as well, so the default is None and profiles set retries.
     """
-    return config["resources"].get("retries")
+    return config["resources"]["retries"]
 
 
-# ---- knowledge domain: shards and edit slots are known from config alone ----
-K_CFG = config.get("knowledge", {})
+# ---- both domains: rounds, shards, slots and policies --------------------------------
 
 
-def kn_rounds():
-    return list(range(1, K_CFG["rounds"] + 1))
+def rounds_of(domain):
+    return list(range(1, config[domain]["rounds"] + 1)) if domain in DOMAINS else []
 
 
-def kn_shards():
-    return list(range(K_CFG["data"]["n_train"] // K_CFG["self_edits"]["shard_size"]))
+def shards_of(domain):
+    cfg = config[domain]
+    return list(range(ids.n_shards(cfg["data"]["n_train"], cfg["self_edits"]["shard_size"])))
 
 
-def kn_slots():
-    se = K_CFG["self_edits"]
-    return [f"p{pos:02d}-k{sample}" for pos in range(se["shard_size"]) for sample in range(se["k"])]
+def slots_of(domain):
+    se = config[domain]["self_edits"]
+    return ids.shard_slots(se["shard_size"], se["k"])
 
 
-def kn_trained_repeats():
-    inner = K_CFG["inner_loop"]
-    return 1 if inner.get("reuse_training") else inner["eval_repeats"]
+def trained_repeats(domain):
+    """Adapters per self-edit: knowledge trains one per repeat unless reused; ARC one."""
+    if domain == "fewshot":
+        return 1
+    inner = config["knowledge"]["inner_loop"]
+    return 1 if inner["reuse_training"] else inner["eval_repeats"]
 
 
-def kn_policy(wildcards):
-    """Round 1 adapts the base model; round r>1 the policy that round r-1's update wrote."""
-    r = int(wildcards.r)
-    return f"{KN}/base/model" if r == 1 else f"{KN}/round{r}/policy"
+def adapter_root(domain, r, s):
+    return f"{DOMAIN_DIRS[domain]}/round{r}/adapters/shard{s}"
 
 
-def kn_adapter_files(wildcards=None):
-    s = "{s}" if wildcards is None else wildcards.s
-    return [
-        f"{KN}/round{{r}}/adapters/shard{{s}}/{slot}/rep{rep}/{name}"
-        for slot in kn_slots()
-        for rep in range(kn_trained_repeats())
-        for name in ("adapter_config.json", "adapter_model.safetensors")
-    ]
+def adapter_outputs(domain):
+    """The adapter files of one shard, with {r} and {s} left as wildcards."""
+    return ids.adapter_files(adapter_root(domain, "{r}", "{s}"), slots_of(domain), trained_repeats(domain))
 
 
-def kn_round_targets(r):
-    return [f"{KN}/round{r}/rewards.csv", f"{KN}/round{r}/filtered.jsonl"]
+def round_policy(wildcards):
+    """The policy of round r: the base model for r = 1, else what round r-1's update wrote."""
+    return ids.policy_dir(f"{OUT}/{wildcards.domain}", int(wildcards.r))
+
+
+def kn_round_policy(wildcards):
+    return ids.policy_dir(KN, int(wildcards.r))
+
+
+def fs_round_policy(wildcards):
+    return ids.policy_dir(FS, int(wildcards.r))
+
+
+def update_input_policy(wildcards):
+    """update_policy for round r trains the policy of round r-1 on round r-1's kept edits."""
+    return ids.policy_dir(f"{OUT}/{wildcards.domain}", int(wildcards.r) - 1)
+
+
+def update_input_filtered(wildcards):
+    return f"{OUT}/{wildcards.domain}/round{int(wildcards.r) - 1}/filtered.jsonl"
+
+
+def round_edits(wildcards):
+    root = f"{OUT}/{wildcards.domain}/round{wildcards.r}/self_edits"
+    return [f"{root}/shard{s}.jsonl" for s in shards_of(wildcards.domain)]
+
+
+def round_targets(domain):
+    d = DOMAIN_DIRS[domain]
+    return [f"{d}/round{r}/{name}" for r in rounds_of(domain) for name in ("rewards.csv", "filtered.jsonl")]
+
+
+# ---- knowledge: held-out evaluation ----------------------------------------------------
+
+
+def kh_enabled():
+    return "knowledge" in DOMAINS and bool(kh.heldout_methods(config))
+
+
+def kh_model(method):
+    return kh.adapted_model(method, KN, kh.heldout_config(config)["adapt"])
+
+
+def kh_writer_label(method):
+    if method == kh.EXTERNAL:
+        return f"external:{kh.heldout_config(config)['external']['model']}"
+    return kh.writer_model(method, KN) or ""
+
+
+def kh_sample_inputs(wildcards):
+    inputs = {"passages": f"{KN}/data/val.jsonl"}
+    writer = kh.writer_model(wildcards.method, KN)
+    if writer is not None:
+        inputs["policy"] = writer
+    return inputs
+
+
+def kh_eval_inputs(wildcards):
+    inputs = {"passages": f"{KN}/data/val.jsonl", "model": kh_model(wildcards.method)}
+    if kh.needs_self_edits(wildcards.method):
+        inputs["edits"] = f"{KH}/self_edits/{wildcards.method}.jsonl"
+    return inputs
+
+
+def kh_evaluations():
+    return kh.evaluations(config) if kh_enabled() else []
+
+
+def kh_continual_methods():
+    return kh.continual_methods(config) if kh_enabled() else []
+
+
+def kh_row_files():
+    return [f"{KH}/{setting}/{method}.csv" for setting, method in kh_evaluations()]
+
+
+def kh_matrix_files():
+    return [f"{KH}/continual_matrix_{m}.csv" for m in kh_continual_methods()]
+
+
+def kh_targets():
+    """The summary tables and every continual matrix (the report plots one per method)."""
+    if not kh_enabled():
+        return []
+    return [f"{KH}/summary.csv", f"{KH}/table.csv", f"{KH}/forgetting.csv", *kh_matrix_files()]
+
+
+# ---- few-shot ARC: held-out evaluation --------------------------------------------------
+
+
+def fs_eval_rounds():
+    """Rounds whose policy the evaluation samples from: 1 (the base model) .. rounds + 1."""
+    return list(range(1, config["fewshot"]["rounds"] + 2)) if "fewshot" in DOMAINS else []
+
+
+def fs_ttt_evals():
+    return [f"{FS}/eval/ttt_round{r}.csv" for r in fs_eval_rounds()]
+
+
+def fs_eval_targets():
+    return [f"{FS}/eval/summary.csv"] if "fewshot" in DOMAINS else []
+
+
+# ---- report -------------------------------------------------------------------------
+
+
+def domain_title(wildcards):
+    return DOMAIN_TITLES[wildcards.domain]
+
+
+def pipeline_targets():
+    """Everything `rule all` asks for except the report's own outputs."""
+    targets = []
+    if "knowledge" in DOMAINS:
+        targets += round_targets("knowledge") + kh_targets()
+    if "fewshot" in DOMAINS:
+        targets += round_targets("fewshot") + fs_eval_targets()
+    return list(dict.fromkeys(targets))
+
+
+def report_reward_files(wildcards):
+    return [f"{OUT}/{wildcards.domain}/round{r}/rewards.csv" for r in rounds_of(wildcards.domain)]
+
+
+def benchmark_patterns():
+    """Rule name -> its benchmark: pattern relative to the run's benchmarks folder."""
+    root = f"{OUT}/benchmarks/"
+    patterns = {r.name: str(r.benchmark) for r in workflow.rules if isinstance(r.benchmark, str)}
+    return {name: pat[len(root) :] for name, pat in sorted(patterns.items()) if pat.startswith(root)}
+
+
+def report_targets():
+    targets = []
+    for domain in DOMAINS:
+        if rounds_of(domain):
+            targets += [f"{REP}/{domain}/reward_distribution.svg", f"{REP}/{domain}/positive_fraction.svg"]
+            targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds_of(domain)]
+    if kh_enabled():
+        targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html"]
+        targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in kh_continual_methods()]
+    if fs_eval_targets():
+        targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]
+    if pipeline_targets():
+        targets += [f"{REP}/cost/cost_per_rule.svg", f"{REP}/cost/cost_per_rule.html"]
+    return targets
 
 
 def all_targets():
-    targets = []
-    if "knowledge" in DOMAINS:
-        for r in kn_rounds():
-            targets += kn_round_targets(r)
-        targets += knowledge_eval_targets()
-    if "fewshot" in DOMAINS:
-        targets += fewshot_targets()
-    targets += report_targets()
-    return targets
+    return pipeline_targets() + report_targets()

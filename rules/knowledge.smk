@@ -1,8 +1,9 @@
-# Knowledge incorporation, one round: generate -> inner loop -> score -> rewards.
-# Every step is a file, so any single shard or round can be rebuilt on its own.
+# Knowledge incorporation, one round: generate -> inner loop -> score -> rewards;
+# ReST-EM lives in restem.smk. Every step is a file, so any single shard or round can
+# be rebuilt on its own.
 
 
-rule prepare_passages:
+rule knowledge_prepare_passages:
     output:
         train=f"{KN}/data/train.jsonl",
         val=f"{KN}/data/val.jsonl",
@@ -10,16 +11,16 @@ rule prepare_passages:
         f"{OUT}/logs/prepare_passages.log",
     threads: 1
     resources:
-        **res("prepare_passages", "cpu"),
+        **res("knowledge_prepare_passages", "cpu"),
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/prepare_passages.py"
+        "../scripts/knowledge_prepare_passages.py"
 
 
-rule generate_self_edits:
+rule knowledge_generate_self_edits:
     input:
-        policy=kn_policy,
+        policy=kn_round_policy,
         passages=f"{KN}/data/train.jsonl",
     output:
         f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
@@ -27,68 +28,68 @@ rule generate_self_edits:
         f"{OUT}/logs/knowledge/round{{r}}/generate_self_edits/shard{{s}}.log",
     benchmark:
         f"{OUT}/benchmarks/knowledge/round{{r}}/generate_self_edits/shard{{s}}.tsv"
-    threads: threads_of("generate_self_edits", "gpu")
+    threads: threads_of("knowledge_generate_self_edits", "gpu")
     resources:
-        **res("generate_self_edits", "gpu"),
+        **res("knowledge_generate_self_edits", "gpu"),
     retries: retries()
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/generate_self_edits.py"
+        "../scripts/knowledge_generate_self_edits.py"
 
 
 # The adapters are declared with update(): a rerun of a shard keeps every adapter that
 # is complete, valid and trained from the same inputs, and retrains only the rest.
-rule inner_loop:
+rule knowledge_inner_loop:
     input:
         edits=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
         passages=f"{KN}/data/train.jsonl",
-        policy=kn_policy,
+        policy=kn_round_policy,
     output:
-        adapters=update(kn_adapter_files()),
+        adapters=update(adapter_outputs("knowledge")),
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
-        root=lambda wc: f"{KN}/round{wc.r}/adapters/shard{wc.s}",
+        root=lambda wc: adapter_root("knowledge", wc.r, wc.s),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/inner_loop/shard{{s}}.log",
     benchmark:
         f"{OUT}/benchmarks/knowledge/round{{r}}/inner_loop/shard{{s}}.tsv"
-    threads: threads_of("inner_loop", "gpu")
+    threads: threads_of("knowledge_inner_loop", "gpu")
     resources:
-        **res("inner_loop", "gpu"),
+        **res("knowledge_inner_loop", "gpu"),
     retries: retries()
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/inner_loop.py"
+        "../scripts/knowledge_inner_loop.py"
 
 
-rule score_adapters:
+rule knowledge_score_adapters:
     input:
         edits=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
         passages=f"{KN}/data/train.jsonl",
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
-        policy=kn_policy,
+        policy=kn_round_policy,
     output:
         f"{KN}/round{{r}}/eval/shard{{s}}.csv",
     log:
         f"{OUT}/logs/knowledge/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
         f"{OUT}/benchmarks/knowledge/round{{r}}/score_adapters/shard{{s}}.tsv"
-    threads: threads_of("score_adapters", "gpu")
+    threads: threads_of("knowledge_score_adapters", "gpu")
     resources:
-        **res("score_adapters", "gpu"),
+        **res("knowledge_score_adapters", "gpu"),
     retries: retries()
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/score_adapters.py"
+        "../scripts/knowledge_score_adapters.py"
 
 
-rule rewards:
+rule knowledge_rewards:
     input:
-        evals=expand(f"{KN}/round{{{{r}}}}/eval/shard{{s}}.csv", s=kn_shards()),
-        edits=expand(f"{KN}/round{{{{r}}}}/self_edits/shard{{s}}.jsonl", s=kn_shards()),
+        evals=expand(f"{KN}/round{{{{r}}}}/eval/shard{{s}}.csv", s=shards_of("knowledge")),
+        edits=expand(f"{KN}/round{{{{r}}}}/self_edits/shard{{s}}.jsonl", s=shards_of("knowledge")),
     output:
         report(
             f"{KN}/round{{r}}/rewards.csv",
@@ -101,8 +102,8 @@ rule rewards:
         f"{OUT}/logs/knowledge/round{{r}}/rewards.log",
     threads: 1
     resources:
-        **res("rewards", "cpu"),
+        **res("knowledge_rewards", "cpu"),
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/rewards.py"
+        "../scripts/knowledge_rewards.py"

@@ -1,84 +1,11 @@
 # Report plots and tables for `snakemake --report`: every output here is wrapped in
 # report(...) with a caption from report/. Build the HTML report after a run with
 #   snakemake --configfile <config> --report results/<run>/report.html
-from sealflow.report import COST_TITLE, DOMAIN_TITLES
-
-REP = f"{OUT}/report"
-
-
-wildcard_constraints:
-    method=r"[A-Za-z0-9_.+-]+",
-
-
-def domain_title(wildcards):
-    return DOMAIN_TITLES[wildcards.domain]
-
-
-def report_rounds(domain):
-    """Rounds with rewards for an enabled domain (fewshot only once its rules define fs_rounds)."""
-    if domain not in DOMAINS:
-        return []
-    if domain == "knowledge":
-        return kn_rounds()
-    rounds = globals().get("fs_rounds")
-    return list(rounds()) if callable(rounds) else []
-
-
-def pipeline_targets():
-    """Everything `rule all` asks for except the report's own outputs."""
-    targets = []
-    if "knowledge" in DOMAINS:
-        for r in kn_rounds():
-            targets += kn_round_targets(r)
-        targets += knowledge_eval_targets()
-    if "fewshot" in DOMAINS:
-        targets += fewshot_targets()
-    return list(dict.fromkeys(targets))
-
-
-def heldout_summary():
-    """The held-out summary table if the evaluation stage produces one in this config."""
-    return [t for t in knowledge_eval_targets() if t.endswith("/heldout/summary.csv")][:1]
-
-
-def forgetting_methods():
-    """Methods with a continual-setting matrix among the held-out targets."""
-    prefix, suffix = f"{KN}/heldout/continual_matrix_", ".csv"
-    targets = knowledge_eval_targets() if "knowledge" in DOMAINS else []
-    return [t[len(prefix) : -len(suffix)] for t in targets if t.startswith(prefix) and t.endswith(suffix)]
-
-
-def fewshot_summary():
-    return [t for t in fewshot_targets() if t.endswith("/eval/summary.csv")][:1] if "fewshot" in DOMAINS else []
-
-
-def benchmark_patterns():
-    """Rule name -> its benchmark: pattern relative to the run's benchmarks folder."""
-    root = f"{OUT}/benchmarks/"
-    patterns = {r.name: str(r.benchmark) for r in workflow.rules if isinstance(r.benchmark, str)}
-    return {name: pat[len(root) :] for name, pat in sorted(patterns.items()) if pat.startswith(root)}
-
-
-def report_targets():
-    targets = []
-    for domain in ("knowledge", "fewshot"):
-        rounds = report_rounds(domain)
-        if rounds:
-            targets += [f"{REP}/{domain}/reward_distribution.svg", f"{REP}/{domain}/positive_fraction.svg"]
-            targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds]
-    if "knowledge" in DOMAINS and knowledge_eval_targets() and heldout_summary():
-        targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html"]
-        targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in forgetting_methods()]
-    if fewshot_summary():
-        targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]
-    if pipeline_targets():
-        targets += [f"{REP}/cost/cost_per_rule.svg", f"{REP}/cost/cost_per_rule.html"]
-    return targets
 
 
 rule report_reward_plots:
     input:
-        rewards=lambda wc: [f"{OUT}/{wc.domain}/round{r}/rewards.csv" for r in report_rounds(wc.domain)],
+        rewards=report_reward_files,
     output:
         distribution=report(
             f"{REP}/{{domain}}/reward_distribution.svg",

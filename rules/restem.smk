@@ -2,21 +2,6 @@
 # to obtain round r+1's policy. Both domains share these rules ({domain} wildcard).
 
 
-def domain_dir(wildcards):
-    return f"{OUT}/{wildcards.domain}"
-
-
-def round_edits(wildcards):
-    shards = kn_shards() if wildcards.domain == "knowledge" else fs_shards()
-    return [f"{OUT}/{wildcards.domain}/round{wildcards.r}/self_edits/shard{s}.jsonl" for s in shards]
-
-
-def prev_policy(wildcards):
-    prev = int(wildcards.r) - 1
-    base = f"{OUT}/{wildcards.domain}"
-    return f"{base}/base/model" if prev == 1 else f"{base}/round{prev}/policy"
-
-
 rule restem_filter:
     input:
         rewards=f"{OUT}/{{domain}}/round{{r}}/rewards.csv",
@@ -38,8 +23,8 @@ rule restem_filter:
 
 rule update_policy:
     input:
-        policy=prev_policy,
-        filtered=lambda wc: f"{OUT}/{wc.domain}/round{int(wc.r) - 1}/filtered.jsonl",
+        policy=update_input_policy,
+        filtered=update_input_filtered,
     output:
         directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
     params:

@@ -1,6 +1,6 @@
-"""Snakemake adapter: in-context answers of the base model on the evaluation tasks."""
-from sealflow.fewshot.stages import eval_icl
+"""Snakemake adapter: in-context learning on the evaluation tasks."""
+from sealflow.stages.fewshot_eval import eval_icl
 from sealflow.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-eval_icl(snakemake.config, snakemake.input.tasks, snakemake.input.policy, snakemake.output[0])
+eval_icl(snakemake.config, tasks_path=snakemake.input.tasks, base=snakemake.input.policy, out=snakemake.output[0])

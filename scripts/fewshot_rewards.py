@@ -1,6 +1,7 @@
-"""Snakemake adapter: one reward row per self-edit of a round (1 = task solved)."""
-from sealflow.fewshot.stages import rewards
+"""Snakemake adapter: one reward row per ARC self-edit of a round."""
+from sealflow.stages.fewshot import rewards
 from sealflow.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-rewards(snakemake.config, list(snakemake.input.evals), list(snakemake.input.edits), snakemake.output[0])
+rewards(snakemake.config, eval_paths=list(snakemake.input.evals), edit_paths=list(snakemake.input.edits),
+        out=snakemake.output[0])

@@ -1,7 +1,7 @@
-"""Snakemake adapter: the best and worst self-edits of one round, with their rewards."""
-from sealflow.report.stages import examples
+"""Snakemake adapter: best and worst self-edits of a round."""
+from sealflow.stages.report import examples
 from sealflow.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-examples(snakemake.wildcards.domain, int(snakemake.wildcards.r), snakemake.input.rewards,
-         list(snakemake.input.edits), snakemake.input.filtered, snakemake.output[0], n=snakemake.params.n)
+examples(domain=snakemake.wildcards.domain, rnd=int(snakemake.wildcards.r), rewards=snakemake.input.rewards,
+         edits=list(snakemake.input.edits), filtered=snakemake.input.filtered, out=snakemake.output[0], n=snakemake.params.n)

@@ -1,6 +1,6 @@
-"""Snakemake adapter: held-out knowledge accuracy by method and setting (chart and table)."""
-from sealflow.report.stages import heldout
+"""Snakemake adapter: held-out accuracy by method and setting."""
+from sealflow.stages.report import heldout
 from sealflow.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-heldout(snakemake.input[0], snakemake.output.plot, snakemake.output.table)
+heldout(summary=snakemake.input[0], plot_out=snakemake.output.plot, table_out=snakemake.output.table)

@@ -1,11 +1,13 @@
-"""Config checks beyond the JSON schema, and per-rule resources for schedulers.
+"""Config validation, defaults and per-rule resources for schedulers.
 
-The schema (config/schema.yaml) catches wrong keys and types; these checks catch
-combinations the schema cannot express, always naming the offending key.
+The schema (config/schema.yaml) catches wrong keys and types and holds every default,
+once: validation fills them in, so the rules and the library read one complete config.
+The checks here catch combinations the schema cannot express, always naming the key.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 
@@ -24,7 +26,7 @@ def _require_divisible(cfg: Mapping[str, Any], domain: str, count_key: str, shar
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:
-    domains = cfg.get("domains", ["knowledge"])
+    domains = cfg["domains"]
     for domain in domains:
         if domain not in cfg:
             raise ConfigError(f"domains lists {domain!r} but the config has no '{domain}' section")
@@ -35,12 +37,12 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"knowledge.restem.keep_top_k={kcfg['restem']['keep_top_k']} exceeds knowledge.self_edits.k={kcfg['self_edits']['k']}"
             )
-        if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"].get("path"):
+        if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"]["path"]:
             raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
     if "fewshot" in domains:
         _require_divisible(cfg, "fewshot", "n_train", "shard_size")
-    backend = cfg.get("backend", {})
-    if backend.get("name") == "server" and not backend.get("base_url"):
+    backend = cfg["backend"]
+    if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")
 
 
@@ -51,20 +53,20 @@ def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, An
     become ``--gpus=[model:]n``, ``gres`` becomes ``--gres``, ``constraint`` ``--constraint``.
     """
     res_cfg = cfg["resources"]
-    merged = {**res_cfg[kind], **res_cfg.get("rules", {}).get(rule, {})}
+    merged = {**res_cfg[kind], **res_cfg["rules"].get(rule, {})}
     out: dict[str, Any] = {
         "mem_mb": int(merged["mem_mb"]),
         "runtime": int(merged["runtime"]),
-        "cpus_per_task": int(merged.get("threads", 1)),
+        "cpus_per_task": int(merged["threads"]),
     }
-    if merged.get("slurm_partition"):
+    if merged["slurm_partition"]:
         out["slurm_partition"] = str(merged["slurm_partition"])
-    if merged.get("slurm_account"):
+    if merged["slurm_account"]:
         out["slurm_account"] = str(merged["slurm_account"])
-    gpus = int(merged.get("gpus", 0) or 0)
+    gpus = int(merged["gpus"] or 0)
     if gpus > 0:
-        request = merged.get("gpu_request", "gpus")
-        gpu_type = merged.get("gpu_type")
+        request = merged["gpu_request"]
+        gpu_type = merged["gpu_type"]
         if request == "gpus":
             out["gpu"] = gpus
             if gpu_type:
@@ -84,11 +86,33 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def schema_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """Every schema violation as one line that starts with the dotted config key."""
+def _filling_validator(schema: Mapping[str, Any]):
+    """A Draft 2020-12 validator that also writes each missing key's ``default:`` into the config.
+
+    Defaults are set before a level's properties are checked, so a section defaulting to
+    ``{}`` is then filled with its own keys' defaults in turn.
+    """
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema)
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
+
+
+def schema_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every schema violation as one line that starts with the dotted config key.
+
+    Fills in the schema's defaults as a side effect (see :func:`_filling_validator`).
+    """
+    validator = _filling_validator(schema)
     lines = []
     for err in sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))):
         if err.validator == "additionalProperties":
@@ -100,13 +124,16 @@ def schema_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str
     return lines
 
 
-def validate_config(cfg: Mapping[str, Any], schema_path: str) -> None:
-    """Check ``cfg`` against the schema, then cross-key rules; raise one readable error."""
+def load_schema(schema_path: str) -> dict[str, Any]:
     import yaml
 
     with open(schema_path, encoding="utf-8") as handle:
-        schema = yaml.safe_load(handle)
-    problems = schema_errors(cfg, schema)
+        return yaml.safe_load(handle)
+
+
+def validate_config(cfg: dict[str, Any], schema_path: str) -> None:
+    """Fill in defaults, check ``cfg`` against the schema, then cross-key rules; raise one readable error."""
+    problems = schema_errors(cfg, load_schema(schema_path))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     check_config(cfg)

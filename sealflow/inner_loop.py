@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from peft import get_peft_model
@@ -114,3 +114,22 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
         rows.append(row)
         maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
     return rows
+
+
+# ---- reading what run_shard wrote (scoring checks every adapter against it) ----------
+
+def load_manifest(path: str) -> dict[tuple[str, int], dict]:
+    """A shard manifest's rows by (edit id, repeat)."""
+    rows = json.loads(Path(path).read_text())["adapters"]
+    return {(r["edit_id"], int(r["repeat"])): r for r in rows}
+
+
+def checked_adapter(manifest: Mapping[tuple[str, int], dict], edit_id: str, repeat: int) -> str:
+    """The adapter folder for (edit, repeat), validated against the inner loop's manifest."""
+    entry = manifest.get((edit_id, repeat))
+    if entry is None:
+        raise AdapterError(f"no adapter recorded for edit {edit_id} repeat {repeat} in the inner-loop manifest")
+    meta = validate_adapter(entry["adapter"])
+    if entry.get("sha256") and meta.get("sha256") != entry["sha256"]:
+        raise AdapterError(f"adapter {entry['adapter']} differs from the one the inner loop recorded")
+    return entry["adapter"]

@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .atomic import read_jsonl
+
+
+def parse_bool(value: Any) -> bool:
+    """The one reading of a boolean column (``valid``, ``correct``) after a CSV round trip."""
+    return str(value).strip().lower() in ("true", "1", "1.0", "yes")
+
 
 @dataclass(frozen=True)
 class Question:
@@ -53,7 +60,7 @@ class Passage:
 class SelfEdit:
     """One sampled self-edit: the policy's completion for one input's prompt."""
 
-    id: str  # stable, e.g. "p0003-s1"; also the adapter's folder name
+    id: str  # stable, e.g. "r1-s0-p03-k1" (see ids.edit_id); its slot names the adapter folder
     input_id: str  # passage id or ARC task id
     sample: int
     prompt: str
@@ -70,3 +77,7 @@ class SelfEdit:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> "SelfEdit":
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+
+
+def read_edits(path: str) -> list[SelfEdit]:
+    return [SelfEdit.from_dict(row) for row in read_jsonl(path)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
-from .records import SelfEdit
+from .records import SelfEdit, parse_bool
+
 
 def _valid(row: Mapping) -> bool:
-    return str(row.get("valid", True)).strip().lower() in ("true", "1")
+    return parse_bool(row["valid"])
 
 
 def restem_filter(rewards: Iterable[Mapping], edits: Sequence[SelfEdit], keep_top_k: int,

@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
-from .records import SelfEdit
+from .records import SelfEdit, parse_bool
 
 REWARD_COLUMNS = ["edit_id", "input_id", "round", "shard", "sample", "reward_mean", "reward_std", "score_base",
                   "score_adapted", "n_questions", "n_repeats", "valid", "reason"]
@@ -24,10 +24,6 @@ def _num(value) -> float | None:
     return None if value != value else value  # NaN from pandas/CSV means "not scored"
 
 
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
 def compute_rewards(eval_rows: Iterable[Mapping], edits: Sequence[SelfEdit], relative: bool = True) -> list[dict]:
     """One row per edit, in the order of ``edits`` (every edit gets a row)."""
     by_edit: dict[str, list[Mapping]] = defaultdict(list)
@@ -36,7 +32,7 @@ def compute_rewards(eval_rows: Iterable[Mapping], edits: Sequence[SelfEdit], rel
     out = []
     for edit in edits:
         rows = by_edit.get(edit.id, [])
-        valid = bool(rows) and all(_truthy(r["valid"]) for r in rows)
+        valid = bool(rows) and all(parse_bool(r["valid"]) for r in rows)
         reason = next((str(r["reason"]) for r in rows if r.get("reason") not in (None, "") and str(r["reason"]) != "nan"), "")
         if not rows:
             reason = reason or "not_scored"

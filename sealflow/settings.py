@@ -18,7 +18,7 @@ class LoraSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LoraSettings":
-        return cls(int(cfg["r"]), int(cfg["alpha"]), float(cfg.get("dropout", 0.0)), tuple(cfg["target_modules"]))
+        return cls(int(cfg["r"]), int(cfg["alpha"]), float(cfg["dropout"]), tuple(cfg["target_modules"]))
 
     def peft_config(self):
         from peft import LoraConfig
@@ -46,7 +46,7 @@ class TrainSettings:
     def from_config(cls, cfg: dict, seed: int = 0, **overrides) -> "TrainSettings":
         values = dict(
             epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
-            grad_accum=int(cfg.get("grad_accum", 1)), max_seq_len=int(cfg.get("max_seq_len", 256)), seed=seed,
+            grad_accum=int(cfg["grad_accum"]), max_seq_len=int(cfg["max_seq_len"]), seed=seed,
         )
         values.update(overrides)
         return cls(**values)

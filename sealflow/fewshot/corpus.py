@@ -22,7 +22,7 @@ from ..base_model import LLAMA3_CHAT_TEMPLATE
 from .augment import GEOMETRIC, upscale
 from .grids import Grid
 from .prompts import self_edit_prompt, ttt_completion, ttt_prompt
-from .selfedit import ToolConfig, to_json
+from .toolconfig import ToolConfig, to_json
 from .tasks import ArcTask, Example
 
 # The Llama-3 begin-of-text token: episodes start with it as the model's inputs do

@@ -9,11 +9,12 @@ grid solves it. Intervals are Wilson score intervals (sound at 0% and 100%).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
-from .selfedit import ToolConfig, parse_self_edit
+from ..records import parse_bool
+from ..stats import wilson_interval
+from .toolconfig import ToolConfig, parse_self_edit
 
 SUMMARY_COLUMNS = ["method", "round", "n_tasks", "n_attempts", "n_solved", "success_rate", "ci95_low", "ci95_high"]
 DETAIL_COLUMNS = ["method", "round", "input_id", "edit_id", "sample", "config", "valid", "reason", "n_examples",
@@ -33,21 +34,6 @@ def method_for_round(p: int, rounds: int) -> str:
     return SEAL if p == rounds else TTT_RL
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion; (0, 1) when ``n`` is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("true", "1", "1.0", "yes")
-
-
 def summary_row(method: str, round_: int, n_tasks: int, n_attempts: int, n_solved: int) -> dict:
     low, high = wilson_interval(n_solved, n_attempts)
     return {"method": method, "round": round_, "n_tasks": n_tasks, "n_attempts": n_attempts, "n_solved": n_solved,
@@ -57,7 +43,7 @@ def summary_row(method: str, round_: int, n_tasks: int, n_attempts: int, n_solve
 def summarize_attempts(method: str, round_: int, rows: Sequence[Mapping]) -> dict:
     """Every row is one attempt (ICL: one per task; TTT: one per (task, self-edit))."""
     tasks = {str(r["input_id"]) for r in rows}
-    solved = sum(_truthy(r["correct"]) for r in rows)
+    solved = sum(parse_bool(r["correct"]) for r in rows)
     return summary_row(method, round_, len(tasks), len(rows), solved)
 
 
@@ -65,7 +51,7 @@ def oracle_solved(rows: Iterable[Mapping]) -> dict[str, bool]:
     """Per task: whether any configuration of the grid solved it."""
     out: dict[str, bool] = defaultdict(bool)
     for r in rows:
-        out[str(r["input_id"])] |= _truthy(r["correct"])
+        out[str(r["input_id"])] |= parse_bool(r["correct"])
     return dict(out)
 
 

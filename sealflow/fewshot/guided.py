@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..knowledge.selfedits import derived_seed
-from .selfedit import FLAG_KEYS, nested_layout
+from ..ids import derived_seed
+from .toolconfig import FLAG_KEYS, nested_layout
 
 DEFAULT_LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2)
 DEFAULT_EPOCHS = tuple(range(1, 11))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..inner_loop import TrainPlan
-from ..knowledge.selfedits import derived_seed
+from ..ids import adapter_dir, derived_seed, slot_of
 from ..lora import TrainExample, TrainSettings
 from ..records import SelfEdit
-from .selfedit import DUPLICATE, ToolConfig, check_budget, config_key, parse_self_edit, training_steps
+from .toolconfig import DUPLICATE, ToolConfig, check_budget, config_key, parse_self_edit, training_steps
 from .tasks import ArcTask
 from .ttt_data import build_ttt_examples
 
@@ -37,17 +36,8 @@ class TTTSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TTTSettings":
-        return cls(int(cfg["batch_size"]), int(cfg.get("grad_accum", 1)), int(cfg.get("max_seq_len", 512)),
-                   int(cfg["max_steps"]), int(cfg["n_max"]), cfg.get("max_chars"), bool(cfg.get("skip_duplicates", False)))
-
-
-def edit_slot(edit_id: str) -> str:
-    """``p00-k1`` from ``r1-s0-p00-k1`` or ``e0-s0-p00-k1``: the adapter's folder name."""
-    return "-".join(edit_id.split("-")[-2:])
-
-
-def adapter_dir(root: str | Path, slot: str, repeat: int = 0) -> Path:
-    return Path(root) / slot / f"rep{repeat}"
+        return cls(int(cfg["batch_size"]), int(cfg["grad_accum"]), int(cfg["max_seq_len"]),
+                   int(cfg["max_steps"]), int(cfg["n_max"]), cfg["max_chars"], bool(cfg["skip_duplicates"]))
 
 
 def plan_for_config(task: ArcTask, config: ToolConfig | None, reason: str | None, edit_id: str, out_dir: str,
@@ -72,7 +62,7 @@ def plan_for_config(task: ArcTask, config: ToolConfig | None, reason: str | None
                      mask_prompt=not config.train_on_prompt, info=info)
 
 
-def plans_for_edits(edits: Sequence[SelfEdit], tasks: Mapping[str, ArcTask], root: str | Path,
+def plans_for_edits(edits: Sequence[SelfEdit], tasks: Mapping[str, ArcTask], root: str,
                     settings: TTTSettings, seed: int) -> list[TrainPlan]:
     """One plan per edit (a single repeat: ARC rewards are exact, so one adapter decides)."""
     plans = []
@@ -87,7 +77,7 @@ def plans_for_edits(edits: Sequence[SelfEdit], tasks: Mapping[str, ArcTask], roo
                 config, reason = None, DUPLICATE
             else:
                 seen[task.id].add(key)
-        out_dir = str(adapter_dir(root, edit_slot(edit.id)))
+        out_dir = adapter_dir(str(root), slot_of(edit.id))
         plans.append(plan_for_config(task, config, reason, edit.id, out_dir, settings, derived_seed(seed, edit.id, 0)))
     return plans
 

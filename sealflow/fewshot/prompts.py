@@ -6,12 +6,10 @@ digit-per-cell rendering of ``grids.grid_to_text``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from sealflow.fewshot.grids import Grid, grid_to_text
-
-if TYPE_CHECKING:  # tasks.py imports this module for prompt lengths
-    from sealflow.fewshot.tasks import ArcTask, Example
+from .grids import Grid, grid_to_text
+from .tasks import ArcTask, Example
 
 SELF_EDIT_INSTRUCTIONS = """\
 Choose how to fine-tune a model on the examples above so it learns their rule.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..knowledge.selfedits import derived_seed, slot_name
+from ..ids import derived_seed, edit_id
 from ..records import SelfEdit
 from .guided import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATES, guided_completions
 from .prompts import self_edit_prompt
@@ -31,11 +31,10 @@ class SamplingSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SamplingSettings":
-        guided = cfg.get("guided") or {}
+        guided = cfg["guided"]
         return cls(int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]),
-                   bool(cfg.get("chat_template", True)), str(cfg.get("decoding", "free")),
-                   tuple(float(x) for x in guided.get("learning_rates", DEFAULT_LEARNING_RATES)),
-                   tuple(int(x) for x in guided.get("epochs", DEFAULT_EPOCHS)))
+                   bool(cfg["chat_template"]), str(cfg["decoding"]),
+                   tuple(float(x) for x in guided["learning_rates"]), tuple(int(x) for x in guided["epochs"]))
 
     def record(self) -> dict[str, Any]:
         """What a self-edit stores about how it was sampled."""
@@ -88,7 +87,7 @@ def sample_self_edits(backend: Backend, tokenizer: Any, tasks: Sequence[ArcTask]
     for pos, (task, prompt, s, completions) in enumerate(zip(tasks, prompts, seeds, outputs)):
         for sample in range(settings.k):
             edits.append(SelfEdit(
-                id=f"{prefix}-{slot_name(pos, sample)}", input_id=task.id, sample=sample, prompt=prompt,
+                id=edit_id(prefix, pos, sample), input_id=task.id, sample=sample, prompt=prompt,
                 completion=completions[sample] if sample < len(completions) else "", round=round_, shard=shard,
                 seed=s, sampling=sampling, policy=policy,
             ))

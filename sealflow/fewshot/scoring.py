@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..knowledge.scoring import checked_adapter
+from ..inner_loop import checked_adapter
 from ..records import SelfEdit
 from .grids import Grid, extract_grid, grid_to_text, grids_equal
 from .prompts import ttt_prompt
@@ -34,8 +34,7 @@ class ScoringSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ScoringSettings":
-        return cls(int(cfg.get("max_new_tokens", 64)), bool(cfg.get("vote", False)),
-                   tuple(cfg.get("views") or DEFAULT_VIEWS))
+        return cls(int(cfg["max_new_tokens"]), bool(cfg["vote"]), tuple(cfg["views"]))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from sealflow.fewshot.augment import augment_tasks, leave_one_out, leave_two_out
 from sealflow.fewshot.prompts import ttt_completion, ttt_prompt
-from sealflow.fewshot.selfedit import ToolConfig
+from sealflow.fewshot.toolconfig import ToolConfig
 from sealflow.fewshot.tasks import ArcTask
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..lora import AdapterError, validate_adapter
+from ..inner_loop import checked_adapter
 from ..records import Passage, SelfEdit
 from .grading import clean_prediction, grade
 from .judge import JudgeConfig, judge_answers
@@ -30,17 +30,6 @@ def grade_all(items: Sequence[tuple[str, Sequence[str], str]], settings: Scoring
     if settings.grader == "judge":
         return judge_answers(items, JudgeConfig.from_config(settings.judge or {}))
     return [grade(pred, gold, settings.grader) for _, gold, pred in items]
-
-
-def checked_adapter(manifest: Mapping[tuple[str, int], dict], edit_id: str, repeat: int) -> str:
-    """The adapter folder for (edit, repeat), validated against the inner loop's manifest."""
-    entry = manifest.get((edit_id, repeat))
-    if entry is None:
-        raise AdapterError(f"no adapter recorded for edit {edit_id} repeat {repeat} in the inner-loop manifest")
-    meta = validate_adapter(entry["adapter"])
-    if entry.get("sha256") and meta.get("sha256") != entry["sha256"]:
-        raise AdapterError(f"adapter {entry['adapter']} differs from the one the inner loop recorded")
-    return entry["adapter"]
 
 
 def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],

@@ -13,4 +13,4 @@ class ScoringSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ScoringSettings":
-        return cls(cfg.get("grader", "f1"), int(cfg.get("max_new_tokens", 16)), cfg.get("judge"))
+        return cls(cfg["grader"], int(cfg["max_new_tokens"]), cfg.get("judge"))

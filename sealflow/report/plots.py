@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sealflow.atomic import atomic_file
+from sealflow.records import parse_bool
 
 POSITIVE = "#2a9d8f"
 NEUTRAL = "#8d99ae"
@@ -55,7 +56,7 @@ def message_figure(title: str, message: str) -> Figure:
 def _as_bool(series: pd.Series) -> pd.Series:
     if series.dtype == bool:
         return series
-    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+    return series.map(parse_bool).astype(bool)
 
 
 def prepare_rewards(rewards: pd.DataFrame) -> pd.DataFrame:

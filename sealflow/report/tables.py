@@ -8,6 +8,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sealflow.records import parse_bool
+
 EXAMPLE_COLUMNS = ["pick", "round", "edit_id", "input_id", "reward_mean", "score_base", "score_adapted",
                    "valid", "reason", "kept", "prompt", "completion"]
 
@@ -84,7 +86,7 @@ def select_examples(rewards: pd.DataFrame, edits: Iterable[Mapping[str, Any]],
                     "pick": f"{pick} {rank}", "round": rnd, "edit_id": row.edit_id, "input_id": row.input_id,
                     "reward_mean": row.reward_mean, "score_base": getattr(row, "score_base", None),
                     "score_adapted": getattr(row, "score_adapted", None),
-                    "valid": str(getattr(row, "valid", True)).strip().lower() in ("true", "1", "yes"),
+                    "valid": parse_bool(getattr(row, "valid", True)),
                     "reason": "" if pd.isna(getattr(row, "reason", "")) else str(getattr(row, "reason", "")),
                     "kept": row.edit_id in kept, "prompt": str(edit.get("prompt", "")),
                     "completion": str(edit.get("completion", "")),

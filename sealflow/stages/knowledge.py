@@ -1,31 +1,31 @@
-"""Knowledge-domain stages as plain functions of paths and config (scripts call these)."""
+"""Stages of rules/knowledge.smk: one function per rule, of the config and keyword paths."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import read_jsonl, write_csv, write_json, write_jsonl
+from ..atomic import write_csv, write_json, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
-from ..inner_loop import model_fingerprint, run_shard
+from ..ids import shard_slice
+from ..inner_loop import load_manifest, model_fingerprint, run_shard
+from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
+from ..knowledge.inner import InnerSettings, plans_for_edits
+from ..knowledge.sampling import SamplingSettings, sample_self_edits
+from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
 from ..lora import LoraSettings, TrainSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
-from ..records import SelfEdit
+from ..records import read_edits
 from ..rewards import REWARD_COLUMNS, compute_rewards
 from ..worldgen import generate_passages
-from .data import load_splits, read_passages_jsonl, write_passages_jsonl
-from .inner import InnerSettings, plans_for_edits
-from .scoring import EVAL_COLUMNS, ScoringSettings, score_shard
-from .selfedits import SamplingSettings, sample_self_edits, shard_slice
 
 log = logging.getLogger(__name__)
 
 
-def prepare_passages(config: dict, train_out: str, val_out: str) -> None:
+def prepare_passages(config: dict, *, train_out: str, val_out: str) -> None:
     data_cfg = config["knowledge"]["data"]
     train, val = load_splits(data_cfg, generated=generate_passages)
     write_passages_jsonl(train_out, train)
@@ -36,11 +36,7 @@ def prepare_passages(config: dict, train_out: str, val_out: str) -> None:
     log.info("prepared %d train and %d validation passages", len(train), len(val))
 
 
-def read_edits(path: str) -> list[SelfEdit]:
-    return [SelfEdit.from_dict(row) for row in read_jsonl(path)]
-
-
-def generate(config: dict, passages_path: str, policy: str, out: str, round_: int, shard: int) -> None:
+def generate(config: dict, *, passages_path: str, policy: str, out: str, round_: int, shard: int) -> None:
     kcfg = config["knowledge"]
     passages = shard_slice(read_passages_jsonl(passages_path), shard, kcfg["self_edits"]["shard_size"])
     placement = resolve_placement(config["device"])
@@ -56,7 +52,7 @@ def generate(config: dict, passages_path: str, policy: str, out: str, round_: in
     log.info("sampled %d self-edits for %d passages", len(edits), len(passages))
 
 
-def inner_loop(config: dict, edits_path: str, passages_path: str, policy: str, adapters_root: str,
+def inner_loop(config: dict, *, edits_path: str, passages_path: str, policy: str, adapters_root: str,
                manifest_out: str, round_: int, shard: int) -> None:
     kcfg = config["knowledge"]
     icfg = kcfg["inner_loop"]
@@ -73,14 +69,7 @@ def inner_loop(config: dict, edits_path: str, passages_path: str, policy: str, a
                                                              round=round_, shard=shard)})
 
 
-def load_manifest(path: str) -> dict[tuple[str, int], dict]:
-    import json
-
-    rows = json.loads(Path(path).read_text())["adapters"]
-    return {(r["edit_id"], int(r["repeat"])): r for r in rows}
-
-
-def score(config: dict, edits_path: str, passages_path: str, policy: str, manifest_path: str, out: str) -> None:
+def score(config: dict, *, edits_path: str, passages_path: str, policy: str, manifest_path: str, out: str) -> None:
     kcfg = config["knowledge"]
     inner = InnerSettings.from_config(kcfg["inner_loop"])
     edits = read_edits(edits_path)
@@ -95,9 +84,10 @@ def score(config: dict, edits_path: str, passages_path: str, policy: str, manife
     write_meta(out, config, model=resolve_model_path(policy), grader=kcfg["scoring"]["grader"])
 
 
-def rewards(config: dict, eval_paths: list[str], edit_paths: list[str], out: str, relative: bool = True) -> None:
+def rewards(config: dict, *, eval_paths: list[str], edit_paths: list[str], out: str) -> None:
+    """Reward = adapted minus un-adapted score on the passage's questions (relative)."""
     rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in eval_paths]).to_dict("records") if eval_paths else []
     edits = [e for path in edit_paths for e in read_edits(path)]
-    result = compute_rewards(rows, edits, relative=relative)
+    result = compute_rewards(rows, edits, relative=True)
     write_csv(out, result, REWARD_COLUMNS)
     write_meta(out, config, n_edits=len(result))

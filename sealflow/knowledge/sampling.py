@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import Backend, GenerationRequest
+from ..ids import derived_seed, edit_id, round_prefix
 from ..records import Passage, SelfEdit
 from .prompts import self_edit_prompt
 
@@ -22,27 +22,6 @@ class SamplingSettings:
     @classmethod
     def from_config(cls, cfg: dict) -> "SamplingSettings":
         return cls(cfg["prompt"], int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]))
-
-
-def slot_name(position: int, sample: int) -> str:
-    """Folder name of an edit inside its shard: passage position and sample number."""
-    return f"p{position:02d}-k{sample}"
-
-
-def edit_id(round_: int, shard: int, position: int, sample: int) -> str:
-    return f"r{round_}-s{shard}-{slot_name(position, sample)}"
-
-
-def shard_slice(items: Sequence, shard: int, shard_size: int) -> list:
-    chunk = list(items[shard * shard_size : (shard + 1) * shard_size])
-    if not chunk:
-        raise ValueError(f"shard {shard} is empty: only {len(items)} inputs with shard_size={shard_size}")
-    return chunk
-
-
-def derived_seed(*parts: object) -> int:
-    """A per-request seed that does not depend on batching or on other shards."""
-    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], settings: SamplingSettings,
@@ -63,7 +42,7 @@ def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], 
         for sample in range(settings.k):
             completion = completions[sample] if sample < len(completions) else ""
             edits.append(SelfEdit(
-                id=edit_id(round_, shard, pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
+                id=edit_id(round_prefix(round_, shard), pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
                 completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,
             ))
     return edits

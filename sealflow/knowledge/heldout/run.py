@@ -18,17 +18,19 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ..backends import BackendSettings, GenerationRequest
-from ..backends.hf import HFBackend
-from ..devices import Placement
-from ..lora import TrainExample, train_lora
-from ..records import Passage, SelfEdit
-from .grading import clean_prediction
-from .heldout import BASE, PASSAGE, EvalSettings, method_round, seeded
-from .prompts import question_prompt, self_edit_prompt
-from .scoring import ScoringSettings, grade_all
-from .selfedits import SamplingSettings, derived_seed
-from .sequences import TrainingTexts, passage_only_texts, passage_text, training_texts
+from ...backends import BackendSettings, GenerationRequest
+from ...backends.hf import HFBackend
+from ...devices import Placement
+from ...ids import derived_seed
+from ...lora import TrainExample, train_lora
+from ...records import Passage, SelfEdit
+from ..grading import clean_prediction
+from ..prompts import question_prompt, self_edit_prompt
+from ..sampling import SamplingSettings
+from ..scoring import ScoringSettings, grade_all
+from ..sequences import TrainingTexts, passage_only_texts, passage_text, training_texts
+from .methods import BASE, PASSAGE, method_round
+from .settings import EvalSettings, seeded
 
 log = logging.getLogger(__name__)
 

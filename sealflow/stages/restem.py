@@ -1,4 +1,4 @@
-"""ReST-EM stages (filter, policy update) as functions of paths; both domains use them."""
+"""Stages of rules/restem.smk (both domains): keep the best self-edits, then SFT the policy on them."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import read_jsonl, write_jsonl
-from .devices import resolve_placement
-from .lora import LoraSettings, TrainSettings
-from .provenance import write_meta
-from .records import SelfEdit
-from .restem import restem_filter
-from .sft import update_policy
+from ..atomic import read_jsonl, write_jsonl
+from ..devices import resolve_placement
+from ..lora import LoraSettings, TrainSettings
+from ..provenance import write_meta
+from ..records import read_edits
+from ..restem import restem_filter
+from ..sft import update_policy
 
 log = logging.getLogger(__name__)
 
 
-def filter_stage(config: dict, domain: str, rewards_path: str, edit_paths: list[str], out: str) -> None:
+def filter_edits(config: dict, *, domain: str, rewards_path: str, edit_paths: list[str], out: str) -> None:
     rcfg = config[domain]["restem"]
     rewards = pd.read_csv(rewards_path, keep_default_na=False).to_dict("records")
-    edits = [SelfEdit.from_dict(row) for path in edit_paths for row in read_jsonl(path)]
+    edits = [e for path in edit_paths for e in read_edits(path)]
     kept = restem_filter(rewards, edits, int(rcfg["keep_top_k"]), rcfg.get("min_reward"))
     write_jsonl(out, kept)
     n_inputs = len({e.input_id for e in edits})
@@ -32,7 +32,7 @@ def filter_stage(config: dict, domain: str, rewards_path: str, edit_paths: list[
     log.info("kept %d of %d self-edits over %d inputs", len(kept), len(edits), n_inputs)
 
 
-def update_stage(config: dict, domain: str, policy: str, filtered_path: str, out: str) -> None:
+def update_policy_stage(config: dict, *, domain: str, policy: str, filtered_path: str, out: str) -> None:
     scfg = config[domain]["sft"]
     rows = read_jsonl(filtered_path)
     stats = update_policy(policy, rows, LoraSettings.from_config(scfg["lora"]),

@@ -1,4 +1,4 @@
-"""File IO around the pure report functions; one function per ``scripts/report_*.py``."""
+"""Stages of rules/report.smk: file I/O around the pure plot and table functions of ``sealflow.report``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from sealflow.atomic import read_jsonl, write_text
-from sealflow.report import DOMAIN_TITLES, plots, tables
-from sealflow.report.benchmarks import load_benchmarks, summarize_benchmarks
+from ..atomic import read_jsonl, write_text
+from ..report import DOMAIN_TITLES, plots, tables
+from ..report.benchmarks import load_benchmarks, summarize_benchmarks
 
-log = logging.getLogger("sealflow.report")
+log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 
 
@@ -24,7 +24,7 @@ def read_rewards(paths: Sequence[PathLike]) -> pd.DataFrame:
         columns=["edit_id", "input_id", "round", "reward_mean", "valid"])
 
 
-def reward_plots(domain: str, rewards: Sequence[PathLike], distribution_out: PathLike,
+def reward_plots(*, domain: str, rewards: Sequence[PathLike], distribution_out: PathLike,
                  fraction_out: PathLike) -> None:
     """Reward distribution and fraction of positive rewards, every round of one domain."""
     data = read_rewards(rewards)
@@ -34,7 +34,7 @@ def reward_plots(domain: str, rewards: Sequence[PathLike], distribution_out: Pat
     plots.save_figure(plots.positive_fraction(data, f"{title}: self-edits with positive reward"), fraction_out)
 
 
-def examples(domain: str, rnd: int, rewards: PathLike, edits: Sequence[PathLike], filtered: PathLike | None,
+def examples(*, domain: str, rnd: int, rewards: PathLike, edits: Sequence[PathLike], filtered: PathLike | None,
              out: PathLike, n: int = 3) -> None:
     """Best and worst self-edits of one round, with their text, as an HTML page."""
     data = read_rewards([rewards])
@@ -46,7 +46,7 @@ def examples(domain: str, rnd: int, rewards: PathLike, edits: Sequence[PathLike]
     log.info("%d examples written to %s", len(picked), out)
 
 
-def heldout(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+def heldout(*, summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
     """Held-out knowledge accuracy by method and setting: chart and table."""
     data = pd.read_csv(summary)
     plots.save_figure(plots.heldout_accuracy(data, "Knowledge incorporation: held-out accuracy"), plot_out)
@@ -54,12 +54,12 @@ def heldout(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
                                             "accuracy with 95% confidence interval over held-out questions"))
 
 
-def forgetting(matrix: PathLike, method: str, out: PathLike) -> None:
+def forgetting(*, matrix: PathLike, method: str, out: PathLike) -> None:
     """Continual setting: the accuracy matrix and the forgetting curve of one method."""
     plots.save_figure(plots.forgetting_curve(plots.read_matrix(matrix), method), out)
 
 
-def fewshot_eval(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+def fewshot_eval(*, summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
     """ARC success rate by method: chart and table."""
     data = pd.read_csv(summary)
     plots.save_figure(plots.arc_success(data, "Few-shot ARC: success rate on held-out tasks"), plot_out)
@@ -67,7 +67,7 @@ def fewshot_eval(summary: PathLike, plot_out: PathLike, table_out: PathLike) -> 
                                             "success rate with 95% confidence interval over held-out tasks"))
 
 
-def cost(benchmarks_root: PathLike, patterns: Mapping[str, str], plot_out: PathLike, table_out: PathLike) -> None:
+def cost(*, benchmarks_root: PathLike, patterns: Mapping[str, str], plot_out: PathLike, table_out: PathLike) -> None:
     """Wall time and peak memory per rule from every Snakemake benchmark file of the run.
 
     ``patterns`` maps each rule with a ``benchmark:`` to its file pattern relative to

@@ -1,4 +1,4 @@
-"""The ``base_model`` stage: build a tiny model offline, or point at a real one."""
+"""Stage of rules/base.smk: build a tiny round-0 policy offline, or point at a real one."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import importlib
 import logging
 from pathlib import Path
 
-from .atomic import atomic_dir
-from .base_model import BuildSettings, build_base_model
-from .provenance import write_meta
+from ..atomic import atomic_dir
+from ..base_model import BuildSettings, build_base_model
+from ..provenance import write_meta
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def corpus_for(domain: str, settings: BuildSettings, seed: int) -> list[str]:
     return getattr(importlib.import_module(module), name)(settings.corpus_passages, seed)
 
 
-def make_base_model(config: dict, domain: str, out: str) -> None:
+def make_base_model(config: dict, *, domain: str, out: str) -> None:
     base_cfg = config[domain]["base_model"]
     if base_cfg.get("path"):
         # A real model (hub id or local path): record a pointer; loading code resolves it.

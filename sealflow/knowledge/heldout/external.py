@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_completion as post_chat, messages_body
-from ..records import Passage, SelfEdit
-from .prompts import chat_instruction
-from .selfedits import derived_seed
+from ...chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_completion as post_chat, messages_body
+from ...ids import derived_seed
+from ...records import Passage, SelfEdit
+from ..prompts import chat_instruction
 
 
 class ExternalError(ChatError):

@@ -1,4 +1,4 @@
-"""Held-out evaluation stages as plain functions of paths and config (scripts call these)."""
+"""Stages of rules/knowledge_heldout.smk: held-out self-edits, per-question rows, summaries."""
 
 from __future__ import annotations
 
@@ -7,25 +7,26 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..atomic import read_jsonl, write_csv, write_jsonl
+from ..atomic import write_csv, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
+from ..knowledge.data import read_passages_jsonl
+from ..knowledge.heldout.external import ExternalSettings, sample_external
+from ..knowledge.heldout.methods import EXTERNAL, heldout_config, needs_self_edits
+from ..knowledge.heldout.run import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt,
+                                     evaluate_single, sample_heldout_edits)
+from ..knowledge.heldout.settings import EvalSettings, sampling_config
+from ..knowledge.heldout.summary import (FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, accuracy_before,
+                                         continual_matrix, forgetting_rows, sort_summary, summary_row, wide_table)
+from ..knowledge.sampling import SamplingSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import write_meta
-from ..records import SelfEdit
-from .data import read_passages_jsonl
-from .heldout import (EXTERNAL, accuracy_before, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, EvalSettings, continual_matrix,
-                      forgetting_rows, heldout_config, needs_self_edits, sampling_config, sort_summary,
-                      summary_row, wide_table)
-from .heldout_eval import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt, evaluate_single,
-                           sample_heldout_edits)
-from .heldout_external import ExternalSettings, sample_external
-from .selfedits import SamplingSettings
+from ..records import read_edits
 
 log = logging.getLogger(__name__)
 
 
-def sample_stage(config: dict, method: str, passages_path: str, policy: str | None, out: str) -> None:
+def sample_self_edits(config: dict, *, method: str, passages_path: str, policy: str | None, out: str) -> None:
     """Held-out self-edits of ``method``: from its policy, or from the external endpoint."""
     passages = read_passages_jsonl(passages_path)
     sampling = SamplingSettings.from_config(sampling_config(config))
@@ -52,17 +53,17 @@ def sample_stage(config: dict, method: str, passages_path: str, policy: str | No
     log.info("%s: %d held-out self-edits for %d passages", method, len(edits), len(passages))
 
 
-def evaluate_stage(config: dict, method: str, setting: str, passages_path: str, model_path: str,
-                   edits_path: str | None, out: str, matrix_out: str | None = None) -> None:
+def evaluate(config: dict, *, method: str, setting: str, passages_path: str, model_path: str,
+             edits_path: str | None, out: str, matrix_out: str | None = None) -> None:
     """Per-question rows of one (method, setting); continual also writes its matrix."""
     settings = EvalSettings.from_config(config)
     passages = read_passages_jsonl(passages_path)
-    edits = edits_by_passage([SelfEdit.from_dict(r) for r in read_jsonl(edits_path)]) if edits_path else {}
+    edits = edits_by_passage(read_edits(edits_path)) if edits_path else {}
     if needs_self_edits(method) and not edits:
         raise ValueError(f"method {method!r} needs held-out self-edits but {edits_path} holds none")
     placement = resolve_placement(config["device"])
     tokenizer = load_tokenizer(model_path)
-    batch = int(config.get("backend", {}).get("batch_size", 32))
+    batch = int(config["backend"]["batch_size"])
     if setting == "continual":
         rows = evaluate_continual(lambda: load_model(model_path, placement), tokenizer, placement, method, passages,
                                   edits, settings, batch)
@@ -86,9 +87,9 @@ def _read_rows(path: str) -> list[dict]:
     return pd.read_csv(path, keep_default_na=False).to_dict("records")
 
 
-def summary_stage(config: dict, pairs: Sequence[Sequence[str]], row_paths: Sequence[str], models: Sequence[str],
-                  writers: Sequence[str], matrix_methods: Sequence[str], matrix_paths: Sequence[str],
-                  summary_out: str, table_out: str, forgetting_out: str) -> None:
+def summarize(config: dict, *, pairs: Sequence[Sequence[str]], row_paths: Sequence[str], models: Sequence[str],
+              writers: Sequence[str], matrix_methods: Sequence[str], matrix_paths: Sequence[str],
+              summary_out: str, table_out: str, forgetting_out: str) -> None:
     """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``.
 
     ``matrix_paths[i]`` is the continual matrix of ``matrix_methods[i]``; its step-0 rows

@@ -1,7 +1,0 @@
-"""Snakemake adapter: train one LoRA per self-edit of a shard (keeping valid ones)."""
-from sealflow.knowledge.stages import inner_loop
-from sealflow.runtime import setup_logging
-
-setup_logging(snakemake.log[0])
-inner_loop(snakemake.config, snakemake.input.edits, snakemake.input.passages, snakemake.input.policy,
-           snakemake.params.root, snakemake.output.manifest, int(snakemake.wildcards.r), int(snakemake.wildcards.s))

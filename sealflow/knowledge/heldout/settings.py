@@ -1,0 +1,52 @@
+"""Settings of one held-out evaluation, merged from ``knowledge.*`` and ``knowledge.heldout.*``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from ...settings import LoraSettings, TrainSettings
+from ..scoring_settings import ScoringSettings
+from .methods import heldout_config
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides one (method, setting) evaluation besides the data and model."""
+
+    k: int = 1
+    eval_repeats: int = 1
+    split: str = "lines"
+    include_passage: bool = True
+    lora: LoraSettings = LoraSettings()
+    train: TrainSettings = TrainSettings()
+    cpt_lora: LoraSettings = LoraSettings()
+    cpt_train: TrainSettings = TrainSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    continual_passages: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "EvalSettings":
+        kcfg = config["knowledge"]
+        hcfg = heldout_config(config)
+        inner = {**kcfg["inner_loop"], **(hcfg["inner_loop"] or {})}
+        cpt = {**inner, **(hcfg["cpt"] or {})}
+        scoring = {**kcfg["scoring"], **hcfg["scoring"]}
+        return cls(
+            k=int(hcfg["k"]), eval_repeats=int(hcfg["eval_repeats"]),
+            split=str(inner["split"]), include_passage=bool(inner["include_passage"]),
+            lora=LoraSettings.from_config(inner["lora"]), train=TrainSettings.from_config(inner),
+            cpt_lora=LoraSettings.from_config(cpt["lora"]), cpt_train=TrainSettings.from_config(cpt),
+            scoring=ScoringSettings.from_config(scoring),
+            continual_passages=hcfg["continual_passages"], seed=int(config["seed"]),
+        )
+
+
+def sampling_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``knowledge.self_edits`` with ``heldout.sampling`` over it and ``k = heldout.k``."""
+    hcfg = heldout_config(config)
+    return {**config["knowledge"]["self_edits"], **(hcfg["sampling"] or {}), "k": int(hcfg["k"])}
+
+
+def seeded(settings: TrainSettings, seed: int) -> TrainSettings:
+    return replace(settings, seed=seed)

@@ -1,0 +1,146 @@
+"""Stages of rules/fewshot_eval.smk: held-out ARC evaluation on tasks no training stage reads.
+
+ICL, TTT with self-edits of the policy of round r (r = 1: the base model's), the oracle
+grid of fixed configurations, and the summary table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import pandas as pd
+
+from ..atomic import write_csv, write_json, write_jsonl
+from ..devices import resolve_placement
+from ..fewshot.data import read_tasks
+from ..fewshot.evaluation import (DETAIL_COLUMNS, ICL, ORACLE, SUMMARY_COLUMNS, method_for_round, oracle_configs,
+                                  summarize_attempts, summarize_oracle)
+from ..fewshot.inner import TTTSettings, plan_for_config, plans_for_edits
+from ..fewshot.sampling import SamplingSettings, sample_self_edits
+from ..fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
+from ..fewshot.tasks import ArcTask
+from ..ids import adapter_dir, derived_seed
+from ..inner_loop import TrainPlan
+from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..provenance import provenance, write_meta
+from .fewshot import backend_for, train_shard
+
+log = logging.getLogger(__name__)
+
+
+def _detail(method: str, round_: int, task: ArcTask, edit_id: str, sample: int, entry: dict,
+            answer: Answer | None) -> dict:
+    return {"method": method, "round": round_, "input_id": task.id, "edit_id": edit_id, "sample": sample,
+            "config": entry.get("config", ""), "valid": bool(entry.get("valid", answer is not None)),
+            "reason": entry.get("reason") or "", "n_examples": entry.get("n_examples", 0),
+            "steps": entry.get("steps"), "seconds": entry.get("seconds"),
+            "answer": answer.text if answer else "", "gold": "\n".join("".join(map(str, r)) for r in task.query.output),
+            "correct": bool(answer is not None and is_correct(answer, task))}
+
+
+def _train_and_answer(config: dict, policy: str, tasks: dict[str, ArcTask], plans: Sequence[TrainPlan],
+                      model, tokenizer, backend, fault_key: str) -> tuple[list[dict], dict[str, Answer]]:
+    rows = train_shard(config, model, tokenizer, policy, plans, fault_key)
+    valid = [r for r in rows if r["valid"]]
+    items = [(tasks[r["input_id"]], r["adapter"]) for r in valid]
+    answers = answer_all(backend, tokenizer, items, ScoringSettings.from_config(config["fewshot"]["scoring"]))
+    return rows, {r["edit_id"]: a for r, a in zip(valid, answers)}
+
+
+def _load_shared(config: dict, policy: str):
+    model, tokenizer = load_model(policy, resolve_placement(config["device"])), load_tokenizer(policy)
+    return model, tokenizer, backend_for(config, policy, model=model, tokenizer=tokenizer)
+
+
+def eval_icl(config: dict, *, tasks_path: str, base: str, out: str) -> None:
+    """In-context learning: the base model answers from the demonstrations alone."""
+    tasks = read_tasks(tasks_path)
+    tokenizer = load_tokenizer(base)
+    backend = backend_for(config, base)
+    try:
+        answers = answer_all(backend, tokenizer, [(t, None) for t in tasks],
+                             ScoringSettings.from_config(config["fewshot"]["scoring"]))
+    finally:
+        backend.close()
+    rows = [_detail(ICL, 0, t, f"icl-p{i:02d}", 0, {"valid": True}, a) for i, (t, a) in enumerate(zip(tasks, answers))]
+    write_csv(out, rows, DETAIL_COLUMNS)
+    write_meta(out, config, model=resolve_model_path(base), solved=sum(r["correct"] for r in rows))
+
+
+def eval_self_edits(config: dict, *, tasks_path: str, policy: str, round_: int, edits_out: str,
+                    adapters_root: str, manifest_out: str, out: str) -> None:
+    """TTT with ``eval_k`` self-edits per task sampled from the policy of round ``round_``.
+
+    That policy has had ``p = round_ - 1`` ReST-EM updates: ``p`` is the summary's
+    ``round`` column and the ``e{p}`` prefix of the edit ids (and so of their seeds).
+    """
+    fcfg = config["fewshot"]
+    p = round_ - 1
+    tasks = read_tasks(tasks_path)
+    by_id = {t.id: t for t in tasks}
+    sampling = SamplingSettings.from_config({**fcfg["self_edits"], "k": fcfg["evaluation"]["eval_k"]})
+    model, tokenizer, backend = _load_shared(config, policy)
+    try:
+        edits = sample_self_edits(backend, tokenizer, tasks, sampling, f"e{p}-s0", p, 0, config["seed"],
+                                  resolve_model_path(policy))
+        write_jsonl(edits_out, [e.to_dict() for e in edits])
+        write_meta(edits_out, config, seed=config["seed"], model=resolve_model_path(policy), policy_round=p)
+        plans = plans_for_edits(edits, by_id, adapters_root, TTTSettings.from_config(fcfg["inner_loop"]),
+                                config["seed"])
+        rows, answers = _train_and_answer(config, policy, by_id, plans, model, tokenizer, backend, f"fewshot-eval{p}")
+    finally:
+        backend.close()
+    write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy), policy_round=p)})
+    method = method_for_round(p, int(fcfg["rounds"]))
+    entries = {r["edit_id"]: r for r in rows}
+    detail = [_detail(method, p, by_id[e.input_id], e.id, e.sample, entries[e.id], answers.get(e.id)) for e in edits]
+    write_csv(out, detail, DETAIL_COLUMNS)
+    write_meta(out, config, model=resolve_model_path(policy), policy_round=p, method=method,
+               solved=sum(r["correct"] for r in detail), valid=sum(r["valid"] for r in detail))
+
+
+def eval_oracle(config: dict, *, tasks_path: str, base: str, adapters_root: str, manifest_out: str, out: str) -> None:
+    """Every configuration of the fixed grid on every task, on the base model."""
+    fcfg = config["fewshot"]
+    tasks = read_tasks(tasks_path)
+    by_id = {t.id: t for t in tasks}
+    settings = TTTSettings.from_config(fcfg["inner_loop"])
+    configs = oracle_configs(fcfg["evaluation"]["oracle"])
+    plans, labels = [], {}
+    for pos, task in enumerate(tasks):
+        for c, tool in enumerate(configs):
+            edit_id = f"oracle-p{pos:02d}-c{c}"
+            labels[edit_id] = (task, c)
+            plans.append(plan_for_config(task, tool, None, edit_id, adapter_dir(adapters_root, f"p{pos:02d}-c{c}"),
+                                         settings, derived_seed(config["seed"], edit_id, 0)))
+    model, tokenizer, backend = _load_shared(config, base)
+    try:
+        rows, answers = _train_and_answer(config, base, by_id, plans, model, tokenizer, backend, "fewshot-oracle")
+    finally:
+        backend.close()
+    write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(base))})
+    entries = {r["edit_id"]: r for r in rows}
+    detail = [_detail(ORACLE, 0, task, eid, c, entries[eid], answers.get(eid)) for eid, (task, c) in labels.items()]
+    write_csv(out, detail, DETAIL_COLUMNS)
+    write_meta(out, config, model=resolve_model_path(base), configs=len(configs),
+               solved_tasks=sorted({r["input_id"] for r in detail if r["correct"]}))
+
+
+def eval_summary(config: dict, *, icl_path: str, ttt_paths: Sequence[str], oracle_path: str, out: str) -> None:
+    """One row per method; ``ttt_paths[p]`` holds self-edits of the policy after ``p`` updates (of round p + 1)."""
+    rounds = int(config["fewshot"]["rounds"])
+
+    def rows_of(path: str) -> list[dict]:
+        return pd.read_csv(path, keep_default_na=False, dtype=str).to_dict("records")
+
+    table = [summarize_attempts(ICL, 0, rows_of(icl_path))]
+    for p, path in enumerate(ttt_paths):
+        table.append(summarize_attempts(method_for_round(p, rounds), p, rows_of(path)))
+    table.append(summarize_oracle(rows_of(oracle_path)))
+    write_csv(out, table, SUMMARY_COLUMNS)
+    write_meta(out, config, rounds=rounds, eval_k=config["fewshot"]["evaluation"]["eval_k"])
+    for row in table:
+        log.info("%-22s round %s: %d/%d solved (%.1f%%, 95%% CI %.1f-%.1f%%)", row["method"], row["round"],
+                 row["n_solved"], row["n_attempts"], 100 * row["success_rate"], 100 * row["ci95_low"],
+                 100 * row["ci95_high"])

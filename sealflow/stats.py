@@ -1,0 +1,54 @@
+"""Interval statistics, one copy for both domains.
+
+With no observations there is no estimate: every function returns NaN bounds at n = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default)."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_interval(values: Sequence[float], samples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap of the mean, resampling ``values`` (one per question) with replacement."""
+    n = len(values)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    lo = means[int(math.floor((1 - level) / 2 * (samples - 1)))]
+    hi = means[int(math.ceil((1 + level) / 2 * (samples - 1)))]
+    return (lo, hi)
+
+
+def mean_interval(values: Sequence[float], bootstrap_samples: int = 2000,
+                  seed: int = 0) -> tuple[float, float, float, str]:
+    """Mean, 95% interval and its method over per-unit scores.
+
+    Wilson when every score is 0 or 1 (a binomial proportion); otherwise a percentile
+    bootstrap over the units (questions), the unit the held-out set samples.
+    """
+    n = len(values)
+    if n == 0:
+        return (float("nan"), float("nan"), float("nan"), "none")
+    mean = sum(values) / n
+    if all(v in (0.0, 1.0) for v in values):
+        lo, hi = wilson_interval(sum(values), n)
+        return (mean, lo, hi, "wilson")
+    lo, hi = bootstrap_interval(values, bootstrap_samples, seed)
+    return (mean, lo, hi, "bootstrap")
