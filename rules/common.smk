@@ -1,6 +1,8 @@
 # Every helper function of the workflow: paths, slots, policies, targets and resources.
 # Paths and identities come from sealflow.ids (shared with the library, so a pattern is
 # written once); the other rules files hold rules only.
+import os
+
 from sealflow import ids
 from sealflow.config import rule_resources
 from sealflow.knowledge.heldout import methods as kh
@@ -71,6 +73,11 @@ def trained_repeats(domain):
 
 def adapter_root(domain, r, s):
     return f"{DOMAIN_DIRS[domain]}/round{r}/adapters/shard{s}"
+
+
+def adapters_of_manifest(wildcards, output):
+    """A manifest's adapters live in the folder of the same name (shard0.json -> shard0/)."""
+    return os.path.splitext(output.manifest)[0]
 
 
 def adapter_outputs(domain):

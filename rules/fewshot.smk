@@ -48,7 +48,7 @@ rule fewshot_inner_loop:
         adapters=update(adapter_outputs("fewshot")),
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
     params:
-        root=lambda wc: adapter_root("fewshot", wc.r, wc.s),
+        root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/round{{r}}/inner_loop/shard{{s}}.log",
     benchmark:

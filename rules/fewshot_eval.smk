@@ -32,7 +32,7 @@ rule fewshot_eval_self_edits:
         manifest=f"{FS}/eval/round{{r}}/adapters.json",
         detail=f"{FS}/eval/ttt_round{{r}}.csv",
     params:
-        root=lambda wc: f"{FS}/eval/round{wc.r}/adapters",
+        root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/ttt_round{{r}}.log",
     benchmark:
@@ -55,7 +55,7 @@ rule fewshot_eval_oracle:
         manifest=f"{FS}/eval/oracle/adapters.json",
         detail=f"{FS}/eval/oracle.csv",
     params:
-        root=f"{FS}/eval/oracle/adapters",
+        root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/oracle.log",
     benchmark:

@@ -49,7 +49,7 @@ rule knowledge_inner_loop:
         adapters=update(adapter_outputs("knowledge")),
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
-        root=lambda wc: adapter_root("knowledge", wc.r, wc.s),
+        root=adapters_of_manifest,
     log:
         f"{OUT}/logs/knowledge/round{{r}}/inner_loop/shard{{s}}.log",
     benchmark:

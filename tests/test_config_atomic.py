@@ -43,6 +43,7 @@ def test_invalid_config_names_the_key(config, mutate, key):
 
 def test_gpu_resources_map_to_slurm(config):
     cfg = copy.deepcopy(config)
+    validate_config(cfg, SCHEMA)
     cfg["resources"]["gpu"].update(gpus=1, gpu_type="h100", slurm_partition="gpu-h100")
     assert rule_resources(cfg, "inner_loop", "gpu") | {} == {"mem_mb": 8000, "runtime": 120, "cpus_per_task": 2,
                                                              "slurm_partition": "gpu-h100", "gpu": 1, "gpu_model": "h100"}
@@ -92,3 +93,21 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.jsonl").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_validation_fills_defaults_once_from_the_schema(config):
+    """Optional keys get the schema's default (nested sections included); given values stay."""
+    cfg = copy.deepcopy(config)
+    del cfg["knowledge"]["inner_loop"]["split"], cfg["knowledge"]["heldout"], cfg["resources"]["rules"]
+    cfg["knowledge"]["sft"]["max_seq_len"] = 77
+    validate_config(cfg, SCHEMA)
+    assert cfg["knowledge"]["inner_loop"]["split"] == "lines"
+    assert cfg["knowledge"]["heldout"]["external"]["model"] == "gpt-4.1"  # a section absent as a whole
+    assert cfg["knowledge"]["heldout"]["inner_loop"] == {}  # overrides have no defaults of their own
+    assert cfg["knowledge"]["sft"]["max_seq_len"] == 77 and cfg["knowledge"]["sft"]["grad_accum"] == 1
+    assert cfg["resources"]["rules"] == {}
+    # A per-rule resource override is not filled: only what it gives overrides the resource set.
+    cfg["resources"]["rules"] = {"knowledge_inner_loop": {"runtime": 600}}
+    validate_config(cfg, SCHEMA)
+    assert cfg["resources"]["rules"]["knowledge_inner_loop"] == {"runtime": 600}
+    assert rule_resources(cfg, "knowledge_inner_loop", "gpu")["cpus_per_task"] == cfg["resources"]["gpu"]["threads"]

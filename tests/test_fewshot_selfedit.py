@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealflow.fewshot.augment import AugmentFlags
-from sealflow.fewshot.selfedit import (
+from sealflow.fewshot.toolconfig import (
     ToolConfig,
     check_budget,
     config_key,

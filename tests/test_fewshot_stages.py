@@ -7,11 +7,12 @@ import json
 import pytest
 
 from sealflow.fewshot.evaluation import (ICL, ORACLE, SEAL, TTT_BASE, TTT_RL, method_for_round, oracle_configs,
-                                         oracle_solved, summarize_attempts, summarize_oracle, wilson_interval)
-from sealflow.fewshot.inner import NO_EXAMPLES, TTTSettings, edit_slot, plans_for_edits
+                                         oracle_solved, summarize_attempts, summarize_oracle)
+from sealflow.fewshot.inner import NO_EXAMPLES, TTTSettings, plans_for_edits
+from sealflow.ids import slot_of as edit_slot
 from sealflow.fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
-from sealflow.fewshot.selfedit import ToolConfig, parse_self_edit, to_json
-from sealflow.fewshot.stages import _root_id, choose_tasks
+from sealflow.fewshot.toolconfig import ToolConfig, parse_self_edit, to_json
+from sealflow.fewshot.data import _root_id, choose_tasks
 from sealflow.fewshot.tasks import ArcTask, Example
 from sealflow.records import SelfEdit
 
@@ -149,16 +150,6 @@ def test_voting_maps_views_back():
     assert is_correct(answer, task) and answer.votes >= 2
 
 
-def test_wilson_interval_known_values():
-    low, high = wilson_interval(0, 10)
-    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-3)
-    low, high = wilson_interval(10, 10)
-    assert high == pytest.approx(1.0) and low == pytest.approx(0.7225, abs=1e-3)
-    low, high = wilson_interval(29, 40)  # SEAL's 72.5% on 40 attempts
-    assert low == pytest.approx(0.5700, abs=2e-3) and high == pytest.approx(0.8401, abs=2e-3)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-
-
 def test_summary_rows_count_attempts_and_tasks():
     rows = [{"input_id": "a", "correct": "True"}, {"input_id": "a", "correct": "False"},
             {"input_id": "b", "correct": "False"}, {"input_id": "b", "correct": True}]
@@ -193,7 +184,8 @@ def test_method_names():
 
 def test_choose_tasks_keeps_evaluation_disjoint():
     pool = [_task(f"t{i}") for i in range(6)]
-    cfg = {"n_train": 3, "n_eval": 3, "max_grid": 5, "seed": 0}
+    cfg = {"n_train": 3, "n_eval": 3, "max_grid": 5, "seed": 0, "max_train": None, "max_chars": None,
+           "train_ids": None, "eval_ids": None}
     train, evals = choose_tasks(cfg, pool, pool)  # the same pool on both sides
     assert not {t.id for t in train} & {t.id for t in evals}
     with pytest.raises(ValueError, match="training tasks"):

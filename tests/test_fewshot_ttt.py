@@ -3,7 +3,7 @@ import random
 from sealflow.fewshot.augment import GEOMETRIC, upscale
 from sealflow.fewshot.grids import extract_grid, parse_grid
 from sealflow.fewshot.prompts import self_edit_prompt, ttt_completion, ttt_prompt
-from sealflow.fewshot.selfedit import ToolConfig, parse_self_edit
+from sealflow.fewshot.toolconfig import ToolConfig, parse_self_edit
 from sealflow.fewshot.tasks import ArcTask, Example
 from sealflow.fewshot.ttt_data import TTTExample, build_ttt_examples
 from sealflow.fewshot.voting import augmented_views, vote

@@ -100,7 +100,7 @@ def test_evaluation_table(fewshot_run):
     assert by.loc["oracle_ttt", "n_attempts"] == n_eval
     assert ((summary["ci95_low"] <= summary["success_rate"]) & (summary["success_rate"] <= summary["ci95_high"])).all()
     for p in range(rounds + 1):
-        detail = _csv(fs / f"eval/ttt_round{p}.csv")
+        detail = _csv(fs / f"eval/ttt_round{p + 1}.csv")  # the policy of round p + 1 has had p updates
         assert len(detail) == n_eval * eval_k
     oracle = _csv(fs / "eval/oracle.csv")
     assert len(oracle) == n_eval * len(cfg["evaluation"]["oracle"])

@@ -8,7 +8,7 @@ import pytest
 
 from sealflow.backends.base import GenerationRequest, draw_choices
 from sealflow.fewshot.guided import guided_completions, slots
-from sealflow.fewshot.selfedit import ToolConfig, parse_self_edit, to_json
+from sealflow.fewshot.toolconfig import ToolConfig, parse_self_edit, to_json
 
 
 def test_greedy_draw_takes_the_likeliest_choice():

@@ -9,32 +9,23 @@ import pytest
 import yaml
 from fake_chat import serve_chat
 
-from sealflow.knowledge.heldout import (
-    EvalSettings,
-    HeldoutConfigError,
-    accuracy_before,
-    accuracy_interval,
-    adapted_model,
-    bootstrap_interval,
-    continual_matrix,
-    continual_methods,
-    evaluations,
-    forgetting_rows,
-    heldout_methods,
-    method_round,
-    sort_summary,
-    summary_row,
-    wide_table,
-    wilson_interval,
-)
-from sealflow.knowledge.heldout_external import ExternalError, ExternalSettings, sample_external
+from sealflow.knowledge.heldout.methods import (HeldoutConfigError, adapted_model, continual_methods, evaluations,
+                                              heldout_methods, method_round)
+from sealflow.knowledge.heldout.settings import EvalSettings
+from sealflow.knowledge.heldout.summary import (accuracy_before, continual_matrix, forgetting_rows, sort_summary,
+                                              summary_row, wide_table)
+from sealflow.config import validate_config
+from sealflow.stats import bootstrap_interval, mean_interval as accuracy_interval, wilson_interval
+from sealflow.knowledge.heldout.external import ExternalError, ExternalSettings, sample_external
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(**heldout) -> dict:
+    """The embedded default with ``heldout`` overrides, completed with the schema's defaults."""
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     base["knowledge"]["heldout"] = {**base["knowledge"].get("heldout", {}), **heldout}
+    validate_config(base, str(ROOT / "config" / "schema.yaml"))
     return base
 
 
@@ -48,7 +39,9 @@ def test_wilson_interval_known_values() -> None:
     assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-3)
     lo, hi = wilson_interval(20, 20)
     assert hi == 1.0 and lo == pytest.approx(0.8389, abs=1e-3)
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    lo, hi = wilson_interval(29, 40)  # SEAL's ARC 72.5% on 40 attempts
+    assert lo == pytest.approx(0.5700, abs=2e-3) and hi == pytest.approx(0.8401, abs=2e-3)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))  # no attempts: no interval, in both domains
 
 
 def test_accuracy_interval_picks_wilson_for_binary_and_bootstrap_otherwise() -> None:
@@ -222,13 +215,14 @@ def test_external_client_errors(chat_server, monkeypatch) -> None:
 def test_tiny_real_run_of_every_setting(tiny_model_dir) -> None:
     from sealflow.backends import BackendSettings, make_backend
     from sealflow.devices import resolve_placement
-    from sealflow.knowledge.heldout_eval import (edits_by_passage, evaluate_continual, evaluate_cpt,
+    from sealflow.knowledge.heldout.run import (edits_by_passage, evaluate_continual, evaluate_cpt,
                                                  evaluate_single, sample_heldout_edits)
-    from sealflow.knowledge.selfedits import SamplingSettings
+    from sealflow.knowledge.sampling import SamplingSettings
     from sealflow.modeling import load_model, load_tokenizer
 
     cfg = _config(k=2, eval_repeats=1)
-    cfg["knowledge"]["inner_loop"].update(epochs=2, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    cfg["knowledge"]["inner_loop"].update(epochs=2, lora={"r": 4, "alpha": 8, "dropout": 0.0,
+                                                          "target_modules": ["q_proj", "v_proj"]})
     cfg["knowledge"]["scoring"]["max_new_tokens"] = 6
     settings = EvalSettings.from_config(cfg)
     placement = resolve_placement("cpu")

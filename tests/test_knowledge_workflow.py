@@ -37,8 +37,8 @@ def test_targeting_one_round_plans_only_what_it_needs(tmp_path):
     cfg = _test_config()["knowledge"]
     shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
     jobs = planned_jobs(workdir, "results/test/knowledge/round1/filtered.jsonl", *CFG)
-    assert jobs == {"base_model": 1, "prepare_passages": 1, "generate_self_edits": shards, "inner_loop": shards,
-                    "score_adapters": shards, "rewards": 1, "restem_filter": 1}
+    assert jobs == {"base_model": 1, "knowledge_prepare_passages": 1, "knowledge_generate_self_edits": shards, "knowledge_inner_loop": shards,
+                    "knowledge_score_adapters": shards, "knowledge_rewards": 1, "restem_filter": 1}
 
 
 def test_full_run_produces_every_artifact(finished_run):
@@ -107,13 +107,13 @@ def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
     # Snakemake does not regenerate a missing intermediate file while everything downstream
     # is up to date; asking for the file itself reruns only its shard's inner loop ...
     deleted = str(victim.relative_to(finished_run))
-    assert planned_jobs(finished_run, deleted, *CFG) == {"inner_loop": 1}
+    assert planned_jobs(finished_run, deleted, *CFG) == {"knowledge_inner_loop": 1}
     run_snakemake(finished_run, deleted, *CFG)
     assert victim.is_file()
     assert {p: _identity(p) for p in kept + others} == before  # kept, not retrained
     # ... and then that shard's scoring and the round's rewards are out of date, nothing else of the round.
     target = f"results/test/knowledge/round{last}/rewards.csv"
-    assert planned_jobs(finished_run, target, *CFG) == {"score_adapters": 1, "rewards": 1}
+    assert planned_jobs(finished_run, target, *CFG) == {"knowledge_score_adapters": 1, "knowledge_rewards": 1}
     run_snakemake(finished_run, target, *CFG)
     manifest = json.loads((rnd / "adapters/shard1.json").read_text())["adapters"]
     statuses = {row["status"] for row in manifest}
@@ -127,5 +127,5 @@ def test_paper_config_plans_fifty_passages_times_five(tmp_path):
     assert paper["data"]["n_train"] == 50 and paper["self_edits"]["k"] == 5
     shards = 50 // paper["self_edits"]["shard_size"]
     rounds = paper["rounds"]
-    for rule in ("generate_self_edits", "inner_loop", "score_adapters"):
+    for rule in ("knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters"):
         assert jobs[rule] == shards * rounds

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sealflow.report import benchmarks, plots, stages, tables
+from sealflow.report import benchmarks, plots, tables
+from sealflow.stages import report as stages
 
 
 def _texts(fig) -> str:
@@ -147,7 +148,8 @@ def test_forgetting_curve_from_matrix_file(tmp_path: Path) -> None:
     text = _texts(fig)
     assert "Forgetting in the continual setting (round2)" in text
     assert "mean over passages learnt so far" in text and "before any update (mean)" in text
-    stages.forgetting(tmp_path / "continual_matrix_round2.csv", "round2", tmp_path / "forgetting_round2.svg")
+    stages.forgetting(matrix=tmp_path / "continual_matrix_round2.csv", method="round2",
+                      out=tmp_path / "forgetting_round2.svg")
     assert (tmp_path / "forgetting_round2.svg").stat().st_size > 2000
 
 
@@ -198,7 +200,7 @@ def test_cost_overview_from_benchmark_files(tmp_path: Path) -> None:
     fig = plots.cost_overview(summary)
     text = _texts(fig)
     assert "inner_loop [knowledge]" in text and "12.0s / 2 jobs" in text and "650 MB" in text
-    stages.cost(root, {}, tmp_path / "cost.svg", tmp_path / "cost.html")
+    stages.cost(benchmarks_root=root, patterns={}, plot_out=tmp_path / "cost.svg", table_out=tmp_path / "cost.html")
     assert "inner_loop" in (tmp_path / "cost.html").read_text()
     assert "no benchmark files" in _texts(plots.cost_overview(benchmarks.summarize_benchmarks(
         benchmarks.load_benchmarks(tmp_path / "missing"))))
@@ -232,8 +234,8 @@ def test_examples_stage_on_files(tmp_path: Path) -> None:
     (tmp_path / "filtered.jsonl").write_text(json.dumps({"edit_id": edits[0]["id"], "prompt": "P",
                                                          "completion": "x", "reward": 0.2}) + "\n")
     out = tmp_path / "examples.html"
-    stages.examples("knowledge", 1, tmp_path / "rewards.csv", [tmp_path / "shard0.jsonl"], tmp_path / "filtered.jsonl",
-                    out, n=1)
+    stages.examples(domain="knowledge", rnd=1, rewards=tmp_path / "rewards.csv", edits=[tmp_path / "shard0.jsonl"],
+                    filtered=tmp_path / "filtered.jsonl", out=out, n=1)
     page = out.read_text()
     assert "Knowledge incorporation, round 1: best and worst self-edits" in page
     assert f"text {edits[0]['id']}" in page and f"text {edits[2]['id']}" in page and "kept for SFT" in page
@@ -242,7 +244,7 @@ def test_examples_stage_on_files(tmp_path: Path) -> None:
 def test_summary_tables_as_html(tmp_path: Path) -> None:
     summary = heldout_summary()
     summary.to_csv(tmp_path / "summary.csv", index=False)
-    stages.heldout(tmp_path / "summary.csv", tmp_path / "heldout.svg", tmp_path / "heldout.html")
+    stages.heldout(summary=tmp_path / "summary.csv", plot_out=tmp_path / "heldout.svg", table_out=tmp_path / "heldout.html")
     page = (tmp_path / "heldout.html").read_text()
     assert "<th>ci95_low</th>" in page and "base_self_edits" in page and "0.470" in page
     assert (tmp_path / "heldout.svg").stat().st_size > 2000

@@ -168,7 +168,7 @@ def test_kill_9_mid_inner_loop_then_resume_keeps_finished_adapters(round1_run, t
     run_snakemake(wd, "--unlock", *CFG)
     resumed = run_snakemake(wd, "--rerun-incomplete", REWARDS, *CFG)
     out = resumed.stdout + resumed.stderr
-    assert _job_counts(out) == {"inner_loop": 1, "score_adapters": 1, "rewards": 1}, out[-3000:]
+    assert _job_counts(out) == {"knowledge_inner_loop": 1, "knowledge_score_adapters": 1, "knowledge_rewards": 1}, out[-3000:]
     assert _identity(before_kill) == done  # the same files: not retrained, not rewritten
     manifest = _manifest(wd, 0)
     for folder in before_kill:
@@ -220,15 +220,15 @@ def test_corrupted_adapter_is_refused_then_only_it_is_retrained(round1_run, tmp_
         handle.truncate(victim.stat().st_size // 2)
 
     # Targets go before --forcerun: it takes several values and would swallow them.
-    scored = run_snakemake(wd, f"{RND}/eval/shard0.csv", "--forcerun", "score_adapters", *CFG, check=False)
+    scored = run_snakemake(wd, f"{RND}/eval/shard0.csv", "--forcerun", "knowledge_score_adapters", *CFG, check=False)
     out = scored.stdout + scored.stderr
     assert scored.returncode != 0
-    assert _job_counts(out) == {"score_adapters": 1}, out[-3000:]
+    assert _job_counts(out) == {"knowledge_score_adapters": 1}, out[-3000:]
     assert "AdapterError" in out and str(victim.relative_to(wd)) in out, out[-3000:]
 
-    retrained = run_snakemake(wd, f"{RND}/adapters/shard0.json", "--forcerun", "inner_loop", *CFG)
+    retrained = run_snakemake(wd, f"{RND}/adapters/shard0.json", "--forcerun", "knowledge_inner_loop", *CFG)
     out = retrained.stdout + retrained.stderr
-    assert _job_counts(out) == {"inner_loop": 1}, out[-3000:]
+    assert _job_counts(out) == {"knowledge_inner_loop": 1}, out[-3000:]
     said = [line for line in out.splitlines() if "retraining:" in line]
     assert len(said) == 1 and str(victim.relative_to(wd)) in said[0], said  # exactly the corrupted one
     assert _identity(others) == untouched

@@ -148,14 +148,14 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
     first = SnakemakeRun(proc.args, wd, proc.returncode, log.read_text(), first_wall)
     first_jobs = _submissions(first.output)
     assert sorted(r for r, _ in first_jobs.values()) == \
-        ["base_model", "generate_self_edits", "inner_loop", "prepare_passages"], first.tail()
+        ["base_model", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_prepare_passages"], first.tail()
     before_kill = _adapters(wd)
     assert 1 <= len(before_kill) < 4
     done = _identity(before_kill)
 
     # The shard's SLURM job outlived Snakemake; the resume procedure: cancel (or wait
     # for) leftover jobs, unlock, rerun with --rerun-incomplete.
-    (inner_jobid,) = [j for j, (rule, _) in first_jobs.items() if rule == "inner_loop"]
+    (inner_jobid,) = [j for j, (rule, _) in first_jobs.items() if rule == "knowledge_inner_loop"]
     assert slurm_cluster.job(inner_jobid).get("JobState") == "RUNNING"
     slurm_cluster.scancel(inner_jobid)
     slurm_cluster.wait_for_jobs(timeout=120)
@@ -165,7 +165,8 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
     resumed = slurm_cluster.snakemake(wd, *args, "--rerun-incomplete", *CONFIGS, timeout=600)
     assert resumed.ok, resumed.tail()
     second_jobs = _submissions(resumed.output)
-    assert sorted(r for r, _ in second_jobs.values()) == ["inner_loop", "rewards", "score_adapters"], resumed.tail()
+    assert sorted(r for r, _ in second_jobs.values()) == \
+        ["knowledge_inner_loop", "knowledge_rewards", "knowledge_score_adapters"], resumed.tail()
 
     # ---- 2. every job went through sbatch and left its SLURM log
     jobs = {**first_jobs, **second_jobs}
@@ -199,19 +200,19 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
 
     # ---- 5. the GPU rules asked SLURM for an A100 on partition gpu; light rules for cpu
     calls = {rule: _sbatch_call_in(first.output + resumed.output, rule)
-             for rule in ("base_model", "prepare_passages", "generate_self_edits", "inner_loop", "score_adapters",
-                          "rewards")}
-    for rule in ("base_model", "generate_self_edits", "inner_loop", "score_adapters"):
+             for rule in ("base_model", "knowledge_prepare_passages", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters",
+                          "knowledge_rewards")}
+    for rule in ("base_model", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters"):
         assert " -p gpu " in calls[rule] and "--gpus=a100:1" in calls[rule], calls[rule]
-    for rule in ("prepare_passages", "rewards"):
+    for rule in ("knowledge_prepare_passages", "knowledge_rewards"):
         assert " -p cpu " in calls[rule] and "--gpus" not in calls[rule] and "--gres" not in calls[rule], calls[rule]
     timings = _timings(slurm_cluster, wd, jobs)
     for row in timings:
         row["run"] = 1 if row["jobid"] in first_jobs else 2
     for row in timings:
-        gpu_rule = row["rule"] not in ("prepare_passages", "rewards")
+        gpu_rule = row["rule"] not in ("knowledge_prepare_passages", "knowledge_rewards")
         assert row["partition"] == ("gpu" if gpu_rule else "cpu"), row
-    inner_jobid_2 = next(j for j, (rule, _) in second_jobs.items() if rule == "inner_loop")
+    inner_jobid_2 = next(j for j, (rule, _) in second_jobs.items() if rule == "knowledge_inner_loop")
     tres = slurm_cluster.job(inner_jobid_2)
     assert "a100" in (tres.get("TresPerJob", "") + tres.get("TresPerNode", "") + tres.get("TRES", "")), tres
 
