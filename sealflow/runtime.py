@@ -1,13 +1,10 @@
-"""Small helpers every stage script uses: logging to the rule's log file, timing."""
+"""Logging to the rule's log file: the one helper every stage script uses."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import Iterator
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> logging.Logger:
@@ -29,13 +26,3 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
     sys.excepthook = log_uncaught
     return log
 
-
-@contextlib.contextmanager
-def timed(log: logging.Logger, what: str) -> Iterator[dict]:
-    record: dict = {}
-    started = time.time()
-    try:
-        yield record
-    finally:
-        record["seconds"] = time.time() - started
-        log.info("%s took %.1f s", what, record["seconds"])

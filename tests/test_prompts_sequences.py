@@ -73,11 +73,14 @@ def test_question_prompt_is_closed_book() -> None:
     assert "Ashen" not in text
 
 
-def test_sft_record_is_exact_prompt_and_completion() -> None:
+def test_restem_keeps_the_exact_sampled_prompt_and_completion() -> None:
+    from sealflow.restem import restem_filter
+
     prompt = prompts.self_edit_prompt("implications", PASSAGE)
-    edit = SelfEdit(id="x-s0", input_id=PASSAGE.id, sample=0, prompt=prompt, completion="- It snows.\n",
-                    round=0, shard=0, seed=1)
-    assert prompts.sft_record(edit) == {"prompt": prompt, "completion": "- It snows.\n"}
+    edit = SelfEdit(id="r1-s0-p00-k0", input_id=PASSAGE.id, sample=0, prompt=prompt, completion="- It snows.\n",
+                    round=1, shard=0, seed=1)
+    (kept,) = restem_filter([{"edit_id": edit.id, "reward_mean": 0.5, "valid": True}], [edit], keep_top_k=1)
+    assert (kept["prompt"], kept["completion"]) == (prompt, "- It snows.\n")
 
 
 # ----------------------------------------------------------------- sequences

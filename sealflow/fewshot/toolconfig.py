@@ -205,13 +205,3 @@ def to_json(config: ToolConfig) -> str:
     """The configuration in the paper's nested layout: what the policy learns to write."""
     return json.dumps(nested_layout({**config.to_dict(), "strategy": f"train_using_{config.strategy}"}))
 
-
-REASONS = (
-    NO_JSON,
-    INVALID_JSON,
-    "missing_key:<name>",
-    "wrong_type:<name>",
-    "out_of_range:<name>",
-    OVER_BUDGET,
-    DUPLICATE,
-)

@@ -79,7 +79,3 @@ def question_prompt(question: str) -> str:
     """Closed-book QA prompt: the passage is deliberately absent."""
     return f"Question: {question.strip()}\nAnswer:"
 
-
-def sft_record(edit: SelfEdit) -> dict[str, str]:
-    """Prompt/completion pair for ReST-EM: exactly the sampled prompt and the self-edit."""
-    return {"prompt": edit.prompt, "completion": edit.completion}
