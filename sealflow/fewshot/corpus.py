@@ -8,7 +8,7 @@ no ARC task of the workflow's train or evaluation selection is ever seen):
   rotations, transposition, colour swaps, recolouring, upscaling) that a 2-4 layer
   model can partly learn, so in-context answers and test-time training have signal;
 * self-edit episodes: the chat-formatted ``prompts.self_edit_prompt`` followed by a
-  random but valid JSON tool configuration (``selfedit.to_json``), so the untrained
+  random but valid JSON tool configuration (``toolconfig.to_json``), so the untrained
   policy already writes parseable self-edits part of the time.
 """
 

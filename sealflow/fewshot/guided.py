@@ -32,7 +32,7 @@ class Slot:
 
 
 def slots(learning_rates: Sequence[float], epochs: Sequence[int]) -> tuple[list[Slot], str]:
-    """The slots in the order ``selfedit.to_json`` writes them, and the closing text.
+    """The slots in the order ``toolconfig.to_json`` writes them, and the closing text.
 
     The fixed text comes from the same layout ``to_json`` serialises, with a marker in
     place of each value, so the two cannot drift apart."""
