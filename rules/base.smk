@@ -3,9 +3,9 @@
 
 rule base_model:
     output:
-        directory(f"{OUT}/{{domain}}/base/model"),
+        out=directory(f"{OUT}/{{domain}}/base/model"),
     params:
-        domain="{domain}",
+        stage="base.base_model",
     log:
         f"{OUT}/logs/base_model/{{domain}}.log",
     benchmark:
@@ -17,4 +17,4 @@ rule base_model:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/base_model.py"
+        "../scripts/stage.py"

@@ -6,6 +6,8 @@ rule fewshot_prepare_tasks:
     output:
         train=f"{FS}/data/train.jsonl",
         eval=f"{FS}/data/eval.jsonl",
+    params:
+        stage="fewshot.prepare_tasks",
     log:
         f"{OUT}/logs/fewshot/prepare_tasks.log",
     threads: 1
@@ -14,7 +16,7 @@ rule fewshot_prepare_tasks:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_prepare_tasks.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_generate_self_edits:
@@ -22,7 +24,9 @@ rule fewshot_generate_self_edits:
         policy=fs_round_policy,
         tasks=f"{FS}/data/train.jsonl",
     output:
-        f"{FS}/round{{r}}/self_edits/shard{{s}}.jsonl",
+        out=f"{FS}/round{{r}}/self_edits/shard{{s}}.jsonl",
+    params:
+        stage="fewshot.generate_self_edits",
     log:
         f"{OUT}/logs/fewshot/round{{r}}/generate_self_edits/shard{{s}}.log",
     benchmark:
@@ -34,7 +38,7 @@ rule fewshot_generate_self_edits:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_generate_self_edits.py"
+        "../scripts/stage.py"
 
 
 # As in the knowledge domain, update() keeps every adapter that is complete, valid and
@@ -48,6 +52,7 @@ rule fewshot_inner_loop:
         adapters=update(adapter_outputs("fewshot")),
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
     params:
+        stage="fewshot.inner_loop",
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/round{{r}}/inner_loop/shard{{s}}.log",
@@ -60,7 +65,7 @@ rule fewshot_inner_loop:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_inner_loop.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_score_adapters:
@@ -70,7 +75,9 @@ rule fewshot_score_adapters:
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
         policy=fs_round_policy,
     output:
-        f"{FS}/round{{r}}/eval/shard{{s}}.csv",
+        out=f"{FS}/round{{r}}/eval/shard{{s}}.csv",
+    params:
+        stage="fewshot.score_adapters",
     log:
         f"{OUT}/logs/fewshot/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
@@ -82,7 +89,7 @@ rule fewshot_score_adapters:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_score_adapters.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_rewards:
@@ -90,13 +97,15 @@ rule fewshot_rewards:
         evals=expand(f"{FS}/round{{{{r}}}}/eval/shard{{s}}.csv", s=shards_of("fewshot")),
         edits=expand(f"{FS}/round{{{{r}}}}/self_edits/shard{{s}}.jsonl", s=shards_of("fewshot")),
     output:
-        report(
+        out=report(
             f"{FS}/round{{r}}/rewards.csv",
             caption="../report/fewshot_rewards.rst",
             category="Few-shot ARC",
             subcategory="Round {r}",
             labels={"figure": "rewards.csv", "round": "{r}"},
         ),
+    params:
+        stage="fewshot.rewards",
     log:
         f"{OUT}/logs/fewshot/round{{r}}/rewards.log",
     threads: 1
@@ -105,4 +114,4 @@ rule fewshot_rewards:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_rewards.py"
+        "../scripts/stage.py"

@@ -8,7 +8,9 @@ rule fewshot_eval_icl:
         tasks=f"{FS}/data/eval.jsonl",
         policy=f"{FS}/base/model",
     output:
-        f"{FS}/eval/icl.csv",
+        out=f"{FS}/eval/icl.csv",
+    params:
+        stage="fewshot_eval.icl",
     log:
         f"{OUT}/logs/fewshot/eval/icl.log",
     benchmark:
@@ -20,7 +22,7 @@ rule fewshot_eval_icl:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_eval_icl.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_eval_self_edits:
@@ -32,6 +34,7 @@ rule fewshot_eval_self_edits:
         manifest=f"{FS}/eval/round{{r}}/adapters.json",
         detail=f"{FS}/eval/ttt_round{{r}}.csv",
     params:
+        stage="fewshot_eval.ttt_self_edits",
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/ttt_round{{r}}.log",
@@ -44,7 +47,7 @@ rule fewshot_eval_self_edits:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_eval_self_edits.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_eval_oracle:
@@ -55,6 +58,7 @@ rule fewshot_eval_oracle:
         manifest=f"{FS}/eval/oracle/adapters.json",
         detail=f"{FS}/eval/oracle.csv",
     params:
+        stage="fewshot_eval.oracle",
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/oracle.log",
@@ -67,7 +71,7 @@ rule fewshot_eval_oracle:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_eval_oracle.py"
+        "../scripts/stage.py"
 
 
 rule fewshot_eval_summary:
@@ -76,13 +80,15 @@ rule fewshot_eval_summary:
         ttt=fs_ttt_evals(),
         oracle=f"{FS}/eval/oracle.csv",
     output:
-        report(
+        out=report(
             f"{FS}/eval/summary.csv",
             caption="../report/fewshot_summary.rst",
             category="Few-shot ARC",
             subcategory="Evaluation",
             labels={"figure": "summary.csv"},
         ),
+    params:
+        stage="fewshot_eval.summary",
     log:
         f"{OUT}/logs/fewshot/eval/summary.log",
     threads: 1
@@ -91,4 +97,4 @@ rule fewshot_eval_summary:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/fewshot_eval_summary.py"
+        "../scripts/stage.py"

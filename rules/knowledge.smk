@@ -7,6 +7,8 @@ rule knowledge_prepare_passages:
     output:
         train=f"{KN}/data/train.jsonl",
         val=f"{KN}/data/val.jsonl",
+    params:
+        stage="knowledge.prepare_passages",
     log:
         f"{OUT}/logs/prepare_passages.log",
     threads: 1
@@ -15,7 +17,7 @@ rule knowledge_prepare_passages:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_prepare_passages.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_generate_self_edits:
@@ -23,7 +25,9 @@ rule knowledge_generate_self_edits:
         policy=kn_round_policy,
         passages=f"{KN}/data/train.jsonl",
     output:
-        f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
+        out=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
+    params:
+        stage="knowledge.generate_self_edits",
     log:
         f"{OUT}/logs/knowledge/round{{r}}/generate_self_edits/shard{{s}}.log",
     benchmark:
@@ -35,7 +39,7 @@ rule knowledge_generate_self_edits:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_generate_self_edits.py"
+        "../scripts/stage.py"
 
 
 # The adapters are declared with update(): a rerun of a shard keeps every adapter that
@@ -49,6 +53,7 @@ rule knowledge_inner_loop:
         adapters=update(adapter_outputs("knowledge")),
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
+        stage="knowledge.inner_loop",
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/knowledge/round{{r}}/inner_loop/shard{{s}}.log",
@@ -61,7 +66,7 @@ rule knowledge_inner_loop:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_inner_loop.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_score_adapters:
@@ -71,7 +76,9 @@ rule knowledge_score_adapters:
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
         policy=kn_round_policy,
     output:
-        f"{KN}/round{{r}}/eval/shard{{s}}.csv",
+        out=f"{KN}/round{{r}}/eval/shard{{s}}.csv",
+    params:
+        stage="knowledge.score_adapters",
     log:
         f"{OUT}/logs/knowledge/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
@@ -83,7 +90,7 @@ rule knowledge_score_adapters:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_score_adapters.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_rewards:
@@ -91,13 +98,15 @@ rule knowledge_rewards:
         evals=expand(f"{KN}/round{{{{r}}}}/eval/shard{{s}}.csv", s=shards_of("knowledge")),
         edits=expand(f"{KN}/round{{{{r}}}}/self_edits/shard{{s}}.jsonl", s=shards_of("knowledge")),
     output:
-        report(
+        out=report(
             f"{KN}/round{{r}}/rewards.csv",
             caption="../report/rewards.rst",
             category="Knowledge incorporation",
             subcategory="Round {r}",
             labels={"figure": "rewards.csv", "round": "{r}"},
         ),
+    params:
+        stage="knowledge.rewards",
     log:
         f"{OUT}/logs/knowledge/round{{r}}/rewards.log",
     threads: 1
@@ -106,4 +115,4 @@ rule knowledge_rewards:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_rewards.py"
+        "../scripts/stage.py"

@@ -11,9 +11,11 @@ rule knowledge_heldout_self_edits:
     input:
         unpack(kh_sample_inputs),
     output:
-        f"{KH}/self_edits/{{method}}.jsonl",
+        out=f"{KH}/self_edits/{{method}}.jsonl",
     wildcard_constraints:
         method=r"base_self_edits|external|round\d+",
+    params:
+        stage="knowledge_heldout.self_edits",
     log:
         f"{OUT}/logs/knowledge/heldout/self_edits/{{method}}.log",
     benchmark:
@@ -25,7 +27,7 @@ rule knowledge_heldout_self_edits:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_heldout_self_edits.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_heldout_evaluate:
@@ -37,8 +39,7 @@ rule knowledge_heldout_evaluate:
         setting=r"single|cpt",
         method=KH_METHOD,
     params:
-        method="{method}",
-        setting="{setting}",
+        stage="knowledge_heldout.evaluate",
     log:
         f"{OUT}/logs/knowledge/heldout/{{setting}}/{{method}}.log",
     benchmark:
@@ -50,7 +51,7 @@ rule knowledge_heldout_evaluate:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_heldout_evaluate.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_heldout_continual:
@@ -62,7 +63,7 @@ rule knowledge_heldout_continual:
     wildcard_constraints:
         method=KH_METHOD,
     params:
-        method="{method}",
+        stage="knowledge_heldout.evaluate",
         setting="continual",
     log:
         f"{OUT}/logs/knowledge/heldout/continual/{{method}}.log",
@@ -75,7 +76,7 @@ rule knowledge_heldout_continual:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_heldout_evaluate.py"
+        "../scripts/stage.py"
 
 
 rule knowledge_heldout_summary:
@@ -105,6 +106,7 @@ rule knowledge_heldout_summary:
             labels={"figure": "forgetting.csv"},
         ),
     params:
+        stage="knowledge_heldout.summary",
         pairs=[list(p) for p in kh_evaluations()],
         models=[kh_model(m) for _, m in kh_evaluations()],
         writers=[kh_writer_label(m) for _, m in kh_evaluations()],
@@ -117,4 +119,4 @@ rule knowledge_heldout_summary:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/knowledge_heldout_summary.py"
+        "../scripts/stage.py"

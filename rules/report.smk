@@ -21,6 +21,8 @@ rule report_reward_plots:
             subcategory="All rounds",
             labels={"figure": "positive-reward fraction"},
         ),
+    params:
+        stage="report.reward_plots",
     log:
         f"{OUT}/logs/report/{{domain}}/reward_plots.log",
     threads: 1
@@ -29,7 +31,7 @@ rule report_reward_plots:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_rewards.py"
+        "../scripts/stage.py"
 
 
 rule report_examples:
@@ -38,7 +40,7 @@ rule report_examples:
         filtered=f"{OUT}/{{domain}}/round{{r}}/filtered.jsonl",
         edits=round_edits,
     output:
-        report(
+        out=report(
             f"{REP}/{{domain}}/round{{r}}/examples.html",
             caption="../report/examples.rst",
             category=domain_title,
@@ -46,6 +48,7 @@ rule report_examples:
             labels={"figure": "best and worst self-edits", "round": "{r}"},
         ),
     params:
+        stage="report.examples",
         n=3,
     log:
         f"{OUT}/logs/report/{{domain}}/round{{r}}/examples.log",
@@ -55,12 +58,12 @@ rule report_examples:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_examples.py"
+        "../scripts/stage.py"
 
 
 rule report_heldout:
     input:
-        f"{KN}/heldout/summary.csv",
+        summary=f"{KN}/heldout/summary.csv",
     output:
         plot=report(
             f"{REP}/knowledge/heldout_accuracy.svg",
@@ -76,6 +79,8 @@ rule report_heldout:
             subcategory="Held-out evaluation",
             labels={"figure": "summary table (HTML)"},
         ),
+    params:
+        stage="report.heldout",
     log:
         f"{OUT}/logs/report/knowledge/heldout.log",
     threads: 1
@@ -84,20 +89,22 @@ rule report_heldout:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_heldout.py"
+        "../scripts/stage.py"
 
 
 rule report_forgetting:
     input:
-        f"{KN}/heldout/continual_matrix_{{method}}.csv",
+        matrix=f"{KN}/heldout/continual_matrix_{{method}}.csv",
     output:
-        report(
+        out=report(
             f"{REP}/knowledge/forgetting_{{method}}.svg",
             caption="../report/forgetting.rst",
             category=DOMAIN_TITLES["knowledge"],
             subcategory="Held-out evaluation",
             labels={"figure": "forgetting curve: {method}"},
         ),
+    params:
+        stage="report.forgetting",
     log:
         f"{OUT}/logs/report/knowledge/forgetting_{{method}}.log",
     threads: 1
@@ -106,12 +113,12 @@ rule report_forgetting:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_forgetting.py"
+        "../scripts/stage.py"
 
 
 rule report_fewshot_eval:
     input:
-        f"{FS}/eval/summary.csv",
+        summary=f"{FS}/eval/summary.csv",
     output:
         plot=report(
             f"{REP}/fewshot/arc_success.svg",
@@ -127,6 +134,8 @@ rule report_fewshot_eval:
             subcategory="Evaluation",
             labels={"figure": "summary table (HTML)"},
         ),
+    params:
+        stage="report.fewshot_eval",
     log:
         f"{OUT}/logs/report/fewshot/eval.log",
     threads: 1
@@ -135,7 +144,7 @@ rule report_fewshot_eval:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_fewshot_eval.py"
+        "../scripts/stage.py"
 
 
 # Benchmark files are not listed one by one: this rule waits for every pipeline target
@@ -159,6 +168,7 @@ rule report_cost:
             labels={"figure": "cost table"},
         ),
     params:
+        stage="report.cost",
         benchmarks=f"{OUT}/benchmarks",
         patterns=lambda wc: benchmark_patterns(),
     log:
@@ -169,4 +179,4 @@ rule report_cost:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/report_cost.py"
+        "../scripts/stage.py"

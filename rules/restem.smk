@@ -7,9 +7,9 @@ rule restem_filter:
         rewards=f"{OUT}/{{domain}}/round{{r}}/rewards.csv",
         edits=round_edits,
     output:
-        f"{OUT}/{{domain}}/round{{r}}/filtered.jsonl",
+        out=f"{OUT}/{{domain}}/round{{r}}/filtered.jsonl",
     params:
-        domain="{domain}",
+        stage="restem.filter_edits",
     log:
         f"{OUT}/logs/{{domain}}/round{{r}}/restem_filter.log",
     threads: 1
@@ -18,7 +18,7 @@ rule restem_filter:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/restem_filter.py"
+        "../scripts/stage.py"
 
 
 rule update_policy:
@@ -26,9 +26,9 @@ rule update_policy:
         policy=update_input_policy,
         filtered=update_input_filtered,
     output:
-        directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
+        out=directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
     params:
-        domain="{domain}",
+        stage="restem.update",
     log:
         f"{OUT}/logs/{{domain}}/round{{r}}/update_policy.log",
     benchmark:
@@ -40,4 +40,4 @@ rule update_policy:
     conda:
         "../envs/sealflow.yaml"
     script:
-        "../scripts/update_policy.py"
+        "../scripts/stage.py"

@@ -24,6 +24,7 @@ import torch
 from peft import get_peft_model
 
 from .faults import maybe_delay, maybe_fail
+from .ids import ADAPTER_FILES
 from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora, validate_adapter
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,20 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
         rows.append(row)
         maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
     return rows
+
+
+def check_declared(plans: Sequence[TrainPlan], declared: Sequence[str]) -> None:
+    """Every adapter a plan writes is one the rule declared, and the other way round.
+
+    The rule declares its files from ``sealflow.ids`` at parse time; the plans build
+    theirs from the self-edits. A mismatch would make Snakemake lose track of adapters.
+    """
+    planned = {f"{Path(p.out_dir).as_posix()}/{name}" for p in plans for name in ADAPTER_FILES}
+    declared_set = {Path(d).as_posix() for d in declared}
+    if planned != declared_set:
+        missing, extra = sorted(declared_set - planned)[:3], sorted(planned - declared_set)[:3]
+        raise RuntimeError(f"adapters planned and declared differ: declared but not planned {missing}, "
+                           f"planned but not declared {extra}")
 
 
 # ---- reading what run_shard wrote (scoring checks every adapter against it) ----------

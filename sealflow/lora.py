@@ -20,11 +20,10 @@ import torch
 from peft import PeftModel, get_peft_model
 
 from .atomic import atomic_dir
+from .ids import ADAPTER_FILES  # re-exported: the files of one adapter folder
 from .settings import LoraSettings, TrainExample, TrainSettings  # re-exported
 
 log = logging.getLogger(__name__)
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 class AdapterError(RuntimeError):

@@ -88,15 +88,53 @@ def test_rules_files_hold_rules_and_common_holds_helpers():
             assert not defs, f"{path.name} defines helpers {defs}: they belong in rules/common.smk"
 
 
-def test_every_script_calls_its_stage_with_keywords_only():
-    for path in sorted((ROOT / "scripts").glob("*.py")):
-        tree = ast.parse(path.read_text())
-        stages = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                  and (n.module or "").startswith("sealflow.stages.") for a in n.names}
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) in stages]
-        assert len(calls) == 1, f"{path.name} should call one stage of sealflow.stages"
-        positional = [a for a in calls[0].args if not (isinstance(a, ast.Attribute) and a.attr == "config")]
-        assert not positional, f"{path.name} passes positional arguments"
+def _rules() -> list[tuple[str, str, str]]:
+    """(rules file, rule name, rule text) for every rule."""
+    out = []
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^(?=rule )", path.read_text())[1:]:
+            out.append((path.name, re.match(r"rule (\w+):", block).group(1), block))
+    return out
+
+
+def _section_names(block: str, section: str) -> set[str]:
+    match = re.search(rf"(?ms)^    {section}:\n(.*?)(?=^    \w|\Z)", block)
+    return set(re.findall(r"(?m)^        (\w+)=", match.group(1))) if match else set()
+
+
+def test_every_rule_names_a_stage_that_takes_exactly_its_named_files():
+    """A rule's named inputs, outputs and params are its stage's keywords: none missing, none extra."""
+    import inspect
+
+    from sealflow.stages import stage_function
+
+    rules = _rules()
+    assert len(rules) > 20 and all("scripts/stage.py" in block for _, _, block in rules)
+    for filename, name, block in rules:
+        stage = re.search(r'stage="([\w.]+)"', block).group(1)
+        module = stage.split(".")[0]
+        assert filename == f"{module}.smk", f"rule {name} in {filename} runs a stage of {module}"
+        params = inspect.signature(stage_function(stage)).parameters
+        named = (_section_names(block, "input") | _section_names(block, "output") | _section_names(block, "params"))
+        named -= {"stage"}
+        wildcards = set(re.findall(r"\{\{(\w+)\}\}", block)) | set(re.findall(r"wc\.(\w+)", block))
+        assert named <= set(params), f"rule {name}: {sorted(named - set(params))} are not parameters of {stage}"
+        required = {p for p, v in params.items() if v.default is inspect.Parameter.empty and p != "config"}
+        unpacked = "unpack(" in block  # input functions that return named files (checked by the workflow tests)
+        missing = required - named - wildcards
+        assert unpacked or not missing, f"rule {name} gives {stage} no {sorted(missing)}"
+
+
+def test_stage_arguments_pass_files_by_name_and_context_only_where_asked():
+    from sealflow.stages import stage_arguments
+
+    def stage(config, *, edits, out, r):
+        return None
+
+    kwargs = stage_arguments(stage, {"seed": 0}, {"edits": "e.jsonl", "out": "o.csv"}, {"r": "2", "s": "1"})
+    assert kwargs == {"config": {"seed": 0}, "edits": "e.jsonl", "out": "o.csv", "r": 2}  # s is not asked for
+    with pytest.raises(TypeError, match="edit"):
+        stage(**stage_arguments(stage, {}, {"edit": "e.jsonl", "out": "o.csv"}, {"r": "1"}))
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/fewshot.yaml", "config/paper-knowledge.yaml"])

@@ -1,6 +1,53 @@
 """The stage layer: one module per rules file, one function per rule.
 
-``rules/<name>.smk`` runs ``scripts/<rule>.py``, which calls ``sealflow.stages.<name>.<stage>``
-with keyword arguments only. A stage reads its input files, calls the domain library
-and writes its outputs atomically with provenance; it holds no logic of its own.
+Every rule runs ``scripts/stage.py`` with ``params.stage = "<module>.<function>"``, and
+:func:`run` calls ``sealflow.stages.<module>.<function>`` with the rule's named inputs,
+outputs and params as keyword arguments (plus ``config`` and the wildcards where the
+function takes them). The names in the rule *are* the function's parameter names, so a
+renamed or reordered file cannot be swapped silently: a mismatch is a TypeError naming it.
+A stage reads its inputs, calls the domain library and writes its outputs atomically.
 """
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable, Mapping
+
+
+def stage_function(name: str) -> Callable[..., None]:
+    """``"knowledge.inner_loop"`` -> ``sealflow.stages.knowledge.inner_loop``."""
+    module, _, function = name.partition(".")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def _coerce(value: str) -> int | str:
+    return int(value) if value.isdigit() else value  # round and shard wildcards are numbers
+
+
+def stage_arguments(function: Callable, config: Mapping[str, Any], named: Mapping[str, Any],
+                    wildcards: Mapping[str, str]) -> dict[str, Any]:
+    """Keyword arguments of ``function``: every named file and param, and context it asks for."""
+    accepted = inspect.signature(function).parameters
+    kwargs = dict(named)
+    if "config" in accepted:
+        kwargs["config"] = config
+    for name, value in wildcards.items():
+        if name in accepted and name not in kwargs:
+            kwargs[name] = _coerce(value)
+    return kwargs
+
+
+def run(smk) -> None:
+    """Run the stage a Snakemake rule names, from inside its ``script:``."""
+    from ..runtime import setup_logging
+
+    setup_logging(smk.log[0])
+    named: dict[str, Any] = {}
+    for group in (smk.input, smk.output, smk.params):
+        for name, value in group.items():
+            if name in named:
+                raise ValueError(f"rule {smk.rule}: {name!r} names both a file and a param")
+            named[name] = value
+    function = stage_function(named.pop("stage"))
+    function(**stage_arguments(function, smk.config, named, dict(smk.wildcards.items())))

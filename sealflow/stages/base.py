@@ -24,7 +24,7 @@ def corpus_for(domain: str, settings: BuildSettings, seed: int) -> list[str]:
     return getattr(importlib.import_module(module), name)(settings.corpus_passages, seed)
 
 
-def make_base_model(config: dict, *, domain: str, out: str) -> None:
+def base_model(config: dict, *, domain: str, out: str) -> None:
     base_cfg = config[domain]["base_model"]
     if base_cfg.get("path"):
         # A real model (hub id or local path): record a pointer; loading code resolves it.

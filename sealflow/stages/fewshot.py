@@ -20,7 +20,7 @@ from ..fewshot.inner import TTTSettings, plans_for_edits
 from ..fewshot.sampling import SamplingSettings, sample_self_edits
 from ..fewshot.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
 from ..ids import round_prefix, shard_slice
-from ..inner_loop import TrainPlan, load_manifest, model_fingerprint, run_shard
+from ..inner_loop import TrainPlan, check_declared, load_manifest, model_fingerprint, run_shard
 from ..lora import LoraSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
@@ -30,7 +30,8 @@ from ..rewards import REWARD_COLUMNS, compute_rewards
 log = logging.getLogger(__name__)
 
 
-def prepare_tasks(config: dict, *, train_out: str, eval_out: str) -> None:
+def prepare_tasks(config: dict, *, train: str, eval: str) -> None:  # noqa: A002 (the rule's output names)
+    train_out, eval_out = train, eval
     data_cfg = config["fewshot"]["data"]
     train_pool = load_pool(data_cfg, "train")
     eval_pool = load_pool(data_cfg, "eval")
@@ -50,8 +51,8 @@ def backend_for(config: dict, policy: str, **shared):
                         **shared)
 
 
-def generate(config: dict, *, tasks_path: str, policy: str, out: str, round_: int, shard: int) -> None:
-    fcfg = config["fewshot"]
+def generate_self_edits(config: dict, *, tasks: str, policy: str, out: str, r: int, s: int) -> None:
+    fcfg, tasks_path, round_, shard = config["fewshot"], tasks, r, s
     tasks = shard_slice(read_tasks(tasks_path), shard, fcfg["self_edits"]["shard_size"])
     tokenizer = load_tokenizer(policy)
     backend = backend_for(config, policy)
@@ -75,19 +76,23 @@ def train_shard(config: dict, model, tokenizer, policy: str, plans: Sequence[Tra
     return rows
 
 
-def inner_loop(config: dict, *, edits_path: str, tasks_path: str, policy: str, adapters_root: str,
-               manifest_out: str, round_: int, shard: int) -> None:
+def inner_loop(config: dict, *, edits: str, tasks: str, policy: str, root: str, adapters: list[str],
+               manifest: str, r: int, s: int) -> None:
+    """Test-time training of the shard's adapters under ``root``; ``adapters`` are the files the rule declares."""
     fcfg = config["fewshot"]
+    edits_path, tasks_path, adapters_root, manifest_out, round_, shard = edits, tasks, root, manifest, r, s
     edits = read_edits(edits_path)
     tasks = {t.id: t for t in read_tasks(tasks_path)}
     model, tokenizer = load_model(policy, resolve_placement(config["device"])), load_tokenizer(policy)
     plans = plans_for_edits(edits, tasks, adapters_root, TTTSettings.from_config(fcfg["inner_loop"]), config["seed"])
+    check_declared(plans, adapters)
     rows = train_shard(config, model, tokenizer, policy, plans, f"fewshot-r{round_}-s{shard}")
     write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy),
                                                              round=round_, shard=shard)})
 
 
-def score(config: dict, *, edits_path: str, tasks_path: str, policy: str, manifest_path: str, out: str) -> None:
+def score_adapters(config: dict, *, edits: str, tasks: str, policy: str, manifest: str, out: str) -> None:
+    edits_path, tasks_path, manifest_path = edits, tasks, manifest
     edits = read_edits(edits_path)
     tasks = {t.id: t for t in read_tasks(tasks_path)}
     tokenizer = load_tokenizer(policy)
@@ -102,8 +107,9 @@ def score(config: dict, *, edits_path: str, tasks_path: str, policy: str, manife
                valid=sum(bool(r["valid"]) for r in rows), edits=len(rows))
 
 
-def rewards(config: dict, *, eval_paths: list[str], edit_paths: list[str], out: str) -> None:
+def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> None:
     """Reward 1 for an exact grid match, else 0 (absolute, not relative to the base model)."""
+    eval_paths, edit_paths = evals, edits
     rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in eval_paths]).to_dict("records")
     edits = [e for path in edit_paths for e in read_edits(path)]
     result = compute_rewards(rows, edits, relative=False)

@@ -53,8 +53,9 @@ def _load_shared(config: dict, policy: str):
     return model, tokenizer, backend_for(config, policy, model=model, tokenizer=tokenizer)
 
 
-def eval_icl(config: dict, *, tasks_path: str, base: str, out: str) -> None:
-    """In-context learning: the base model answers from the demonstrations alone."""
+def icl(config: dict, *, tasks: str, policy: str, out: str) -> None:
+    """In-context learning: the base model (``policy``) answers from the demonstrations alone."""
+    tasks_path, base = tasks, policy
     tasks = read_tasks(tasks_path)
     tokenizer = load_tokenizer(base)
     backend = backend_for(config, base)
@@ -68,15 +69,15 @@ def eval_icl(config: dict, *, tasks_path: str, base: str, out: str) -> None:
     write_meta(out, config, model=resolve_model_path(base), solved=sum(r["correct"] for r in rows))
 
 
-def eval_self_edits(config: dict, *, tasks_path: str, policy: str, round_: int, edits_out: str,
-                    adapters_root: str, manifest_out: str, out: str) -> None:
+def ttt_self_edits(config: dict, *, tasks: str, policy: str, r: int, edits: str, root: str, manifest: str,
+                   detail: str) -> None:
     """TTT with ``eval_k`` self-edits per task sampled from the policy of round ``round_``.
 
     That policy has had ``p = round_ - 1`` ReST-EM updates: ``p`` is the summary's
     ``round`` column and the ``e{p}`` prefix of the edit ids (and so of their seeds).
     """
     fcfg = config["fewshot"]
-    p = round_ - 1
+    tasks_path, edits_out, adapters_root, manifest_out, out, p = tasks, edits, root, manifest, detail, r - 1
     tasks = read_tasks(tasks_path)
     by_id = {t.id: t for t in tasks}
     sampling = SamplingSettings.from_config({**fcfg["self_edits"], "k": fcfg["evaluation"]["eval_k"]})
@@ -100,9 +101,10 @@ def eval_self_edits(config: dict, *, tasks_path: str, policy: str, round_: int, 
                solved=sum(r["correct"] for r in detail), valid=sum(r["valid"] for r in detail))
 
 
-def eval_oracle(config: dict, *, tasks_path: str, base: str, adapters_root: str, manifest_out: str, out: str) -> None:
-    """Every configuration of the fixed grid on every task, on the base model."""
+def oracle(config: dict, *, tasks: str, policy: str, root: str, manifest: str, detail: str) -> None:
+    """Every configuration of the fixed grid on every task, on the base model (``policy``)."""
     fcfg = config["fewshot"]
+    tasks_path, base, adapters_root, manifest_out, out = tasks, policy, root, manifest, detail
     tasks = read_tasks(tasks_path)
     by_id = {t.id: t for t in tasks}
     settings = TTTSettings.from_config(fcfg["inner_loop"])
@@ -127,8 +129,9 @@ def eval_oracle(config: dict, *, tasks_path: str, base: str, adapters_root: str,
                solved_tasks=sorted({r["input_id"] for r in detail if r["correct"]}))
 
 
-def eval_summary(config: dict, *, icl_path: str, ttt_paths: Sequence[str], oracle_path: str, out: str) -> None:
-    """One row per method; ``ttt_paths[p]`` holds self-edits of the policy after ``p`` updates (of round p + 1)."""
+def summary(config: dict, *, icl: str, ttt: Sequence[str], oracle: str, out: str) -> None:
+    """One row per method; ``ttt[p]`` holds TTT with self-edits of the policy after ``p`` updates (of round p + 1)."""
+    icl_path, ttt_paths, oracle_path = icl, ttt, oracle
     rounds = int(config["fewshot"]["rounds"])
 
     def rows_of(path: str) -> list[dict]:

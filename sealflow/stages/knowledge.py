@@ -1,4 +1,4 @@
-"""Stages of rules/knowledge.smk: one function per rule, of the config and keyword paths."""
+"""Stages of rules/knowledge.smk: one function per rule; keyword names are the rule's file, param and wildcard names."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..atomic import write_csv, write_json, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
 from ..ids import shard_slice
-from ..inner_loop import load_manifest, model_fingerprint, run_shard
+from ..inner_loop import check_declared, load_manifest, model_fingerprint, run_shard
 from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
 from ..knowledge.inner import InnerSettings, plans_for_edits
 from ..knowledge.sampling import SamplingSettings, sample_self_edits
@@ -25,7 +25,8 @@ from ..worldgen import generate_passages
 log = logging.getLogger(__name__)
 
 
-def prepare_passages(config: dict, *, train_out: str, val_out: str) -> None:
+def prepare_passages(config: dict, *, train: str, val: str) -> None:
+    train_out, val_out = train, val
     data_cfg = config["knowledge"]["data"]
     train, val = load_splits(data_cfg, generated=generate_passages)
     write_passages_jsonl(train_out, train)
@@ -36,8 +37,8 @@ def prepare_passages(config: dict, *, train_out: str, val_out: str) -> None:
     log.info("prepared %d train and %d validation passages", len(train), len(val))
 
 
-def generate(config: dict, *, passages_path: str, policy: str, out: str, round_: int, shard: int) -> None:
-    kcfg = config["knowledge"]
+def generate_self_edits(config: dict, *, passages: str, policy: str, out: str, r: int, s: int) -> None:
+    kcfg, passages_path, round_, shard = config["knowledge"], passages, r, s
     passages = shard_slice(read_passages_jsonl(passages_path), shard, kcfg["self_edits"]["shard_size"])
     placement = resolve_placement(config["device"])
     tokenizer = load_tokenizer(policy)
@@ -52,9 +53,11 @@ def generate(config: dict, *, passages_path: str, policy: str, out: str, round_:
     log.info("sampled %d self-edits for %d passages", len(edits), len(passages))
 
 
-def inner_loop(config: dict, *, edits_path: str, passages_path: str, policy: str, adapters_root: str,
-               manifest_out: str, round_: int, shard: int) -> None:
+def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: str, adapters: list[str],
+               manifest: str, r: int, s: int) -> None:
+    """Train the shard's adapters under ``root``; ``adapters`` are the files the rule declares."""
     kcfg = config["knowledge"]
+    edits_path, passages_path, adapters_root, manifest_out, round_, shard = edits, passages, root, manifest, r, s
     icfg = kcfg["inner_loop"]
     edits = read_edits(edits_path)
     passages = {p.id: p for p in read_passages_jsonl(passages_path)}
@@ -63,14 +66,15 @@ def inner_loop(config: dict, *, edits_path: str, passages_path: str, policy: str
     lora = LoraSettings.from_config(icfg["lora"])
     plans = plans_for_edits(edits, passages, adapters_root, InnerSettings.from_config(icfg),
                             TrainSettings.from_config(icfg), config["seed"])
+    check_declared(plans, adapters)
     rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora,
                      fault_key=f"knowledge-r{round_}-s{shard}")
     write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy),
                                                              round=round_, shard=shard)})
 
 
-def score(config: dict, *, edits_path: str, passages_path: str, policy: str, manifest_path: str, out: str) -> None:
-    kcfg = config["knowledge"]
+def score_adapters(config: dict, *, edits: str, passages: str, policy: str, manifest: str, out: str) -> None:
+    kcfg, edits_path, passages_path, manifest_path = config["knowledge"], edits, passages, manifest
     inner = InnerSettings.from_config(kcfg["inner_loop"])
     edits = read_edits(edits_path)
     passages = {p.id: p for p in read_passages_jsonl(passages_path)}
@@ -84,8 +88,9 @@ def score(config: dict, *, edits_path: str, passages_path: str, policy: str, man
     write_meta(out, config, model=resolve_model_path(policy), grader=kcfg["scoring"]["grader"])
 
 
-def rewards(config: dict, *, eval_paths: list[str], edit_paths: list[str], out: str) -> None:
+def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> None:
     """Reward = adapted minus un-adapted score on the passage's questions (relative)."""
+    eval_paths, edit_paths = evals, edits
     rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in eval_paths]).to_dict("records") if eval_paths else []
     edits = [e for path in edit_paths for e in read_edits(path)]
     result = compute_rewards(rows, edits, relative=True)

@@ -26,8 +26,9 @@ from ..records import read_edits
 log = logging.getLogger(__name__)
 
 
-def sample_self_edits(config: dict, *, method: str, passages_path: str, policy: str | None, out: str) -> None:
+def self_edits(config: dict, *, method: str, passages: str, out: str, policy: str | None = None) -> None:
     """Held-out self-edits of ``method``: from its policy, or from the external endpoint."""
+    passages_path = passages
     passages = read_passages_jsonl(passages_path)
     sampling = SamplingSettings.from_config(sampling_config(config))
     if method == EXTERNAL:
@@ -53,9 +54,10 @@ def sample_self_edits(config: dict, *, method: str, passages_path: str, policy: 
     log.info("%s: %d held-out self-edits for %d passages", method, len(edits), len(passages))
 
 
-def evaluate(config: dict, *, method: str, setting: str, passages_path: str, model_path: str,
-             edits_path: str | None, out: str, matrix_out: str | None = None) -> None:
-    """Per-question rows of one (method, setting); continual also writes its matrix."""
+def evaluate(config: dict, *, method: str, setting: str, passages: str, model: str, rows: str,
+             edits: str | None = None, matrix: str | None = None) -> None:
+    """Per-question ``rows`` of one (method, setting); continual also writes its ``matrix``."""
+    passages_path, model_path, edits_path, out, matrix_out = passages, model, edits, rows, matrix
     settings = EvalSettings.from_config(config)
     passages = read_passages_jsonl(passages_path)
     edits = edits_by_passage(read_edits(edits_path)) if edits_path else {}
@@ -87,14 +89,15 @@ def _read_rows(path: str) -> list[dict]:
     return pd.read_csv(path, keep_default_na=False).to_dict("records")
 
 
-def summarize(config: dict, *, pairs: Sequence[Sequence[str]], row_paths: Sequence[str], models: Sequence[str],
-              writers: Sequence[str], matrix_methods: Sequence[str], matrix_paths: Sequence[str],
-              summary_out: str, table_out: str, forgetting_out: str) -> None:
+def summary(config: dict, *, rows: Sequence[str], matrices: Sequence[str], pairs: Sequence[Sequence[str]],
+            models: Sequence[str], writers: Sequence[str], matrix_methods: Sequence[str], summary: str, table: str,
+            forgetting: str) -> None:
     """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``.
 
     ``matrix_paths[i]`` is the continual matrix of ``matrix_methods[i]``; its step-0 rows
     (accuracy before any update) are read from the matching continual row file.
     """
+    row_paths, matrix_paths, summary_out, table_out, forgetting_out = rows, matrices, summary, table, forgetting
     n_boot = int(heldout_config(config)["bootstrap_samples"])
     summary = [summary_row(method, setting, _read_rows(path), resolve_model_path(model), writer, n_boot, config["seed"])
                for (setting, method), path, model, writer in zip(pairs, row_paths, models, writers)]

@@ -24,34 +24,33 @@ def read_rewards(paths: Sequence[PathLike]) -> pd.DataFrame:
         columns=["edit_id", "input_id", "round", "reward_mean", "valid"])
 
 
-def reward_plots(*, domain: str, rewards: Sequence[PathLike], distribution_out: PathLike,
-                 fraction_out: PathLike) -> None:
+def reward_plots(*, domain: str, rewards: Sequence[PathLike], distribution: PathLike, fraction: PathLike) -> None:
     """Reward distribution and fraction of positive rewards, every round of one domain."""
     data = read_rewards(rewards)
     title = DOMAIN_TITLES.get(domain, domain)
     log.info("%s: %d rewards from %d files", domain, len(data), len(rewards))
-    plots.save_figure(plots.reward_distribution(data, f"{title}: reward per self-edit"), distribution_out)
-    plots.save_figure(plots.positive_fraction(data, f"{title}: self-edits with positive reward"), fraction_out)
+    plots.save_figure(plots.reward_distribution(data, f"{title}: reward per self-edit"), distribution)
+    plots.save_figure(plots.positive_fraction(data, f"{title}: self-edits with positive reward"), fraction)
 
 
-def examples(*, domain: str, rnd: int, rewards: PathLike, edits: Sequence[PathLike], filtered: PathLike | None,
+def examples(*, domain: str, r: int, rewards: PathLike, edits: Sequence[PathLike], filtered: PathLike | None,
              out: PathLike, n: int = 3) -> None:
     """Best and worst self-edits of one round, with their text, as an HTML page."""
     data = read_rewards([rewards])
     edit_rows = [row for path in edits for row in read_jsonl(path)]
     kept = [row["edit_id"] for row in read_jsonl(filtered)] if filtered else []
     picked = tables.select_examples(data, edit_rows, kept, n=n)
-    title = f"{DOMAIN_TITLES.get(domain, domain)}, round {rnd}: best and worst self-edits"
+    title = f"{DOMAIN_TITLES.get(domain, domain)}, round {r}: best and worst self-edits"
     write_text(out, tables.examples_html(picked, title, tables.examples_note(data)))
     log.info("%d examples written to %s", len(picked), out)
 
 
-def heldout(*, summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+def heldout(*, summary: PathLike, plot: PathLike, table: PathLike) -> None:
     """Held-out knowledge accuracy by method and setting: chart and table."""
     data = pd.read_csv(summary)
-    plots.save_figure(plots.heldout_accuracy(data, "Knowledge incorporation: held-out accuracy"), plot_out)
-    write_text(table_out, tables.frame_html(tables.format_summary(data), "Held-out accuracy by method and setting",
-                                            "accuracy with 95% confidence interval over held-out questions"))
+    plots.save_figure(plots.heldout_accuracy(data, "Knowledge incorporation: held-out accuracy"), plot)
+    write_text(table, tables.frame_html(tables.format_summary(data), "Held-out accuracy by method and setting",
+                                        "accuracy with 95% confidence interval over held-out questions"))
 
 
 def forgetting(*, matrix: PathLike, method: str, out: PathLike) -> None:
@@ -59,24 +58,24 @@ def forgetting(*, matrix: PathLike, method: str, out: PathLike) -> None:
     plots.save_figure(plots.forgetting_curve(plots.read_matrix(matrix), method), out)
 
 
-def fewshot_eval(*, summary: PathLike, plot_out: PathLike, table_out: PathLike) -> None:
+def fewshot_eval(*, summary: PathLike, plot: PathLike, table: PathLike) -> None:
     """ARC success rate by method: chart and table."""
     data = pd.read_csv(summary)
-    plots.save_figure(plots.arc_success(data, "Few-shot ARC: success rate on held-out tasks"), plot_out)
-    write_text(table_out, tables.frame_html(tables.format_summary(data), "ARC success by method",
-                                            "success rate with 95% confidence interval over held-out tasks"))
+    plots.save_figure(plots.arc_success(data, "Few-shot ARC: success rate on held-out tasks"), plot)
+    write_text(table, tables.frame_html(tables.format_summary(data), "ARC success by method",
+                                        "success rate with 95% confidence interval over held-out tasks"))
 
 
-def cost(*, benchmarks_root: PathLike, patterns: Mapping[str, str], plot_out: PathLike, table_out: PathLike) -> None:
+def cost(*, benchmarks: PathLike, patterns: Mapping[str, str], plot: PathLike, table: PathLike) -> None:
     """Wall time and peak memory per rule from every Snakemake benchmark file of the run.
 
     ``patterns`` maps each rule with a ``benchmark:`` to its file pattern relative to
-    ``benchmarks_root``, so every file is attributed to the rule that wrote it.
+    ``benchmarks``, so every file is attributed to the rule that wrote it.
     """
-    bench = load_benchmarks(Path(benchmarks_root), dict(patterns))
+    bench = load_benchmarks(Path(benchmarks), dict(patterns))
     summary = summarize_benchmarks(bench)
     log.info("%d benchmark rows, %d rule/domain groups", len(bench), len(summary))
-    plots.save_figure(plots.cost_overview(summary, "Cost per rule (from benchmark files)"), plot_out)
-    write_text(table_out, tables.frame_html(summary, "Cost per rule",
-                                            f"{len(bench)} jobs with a benchmark file; memory in MB, time in s",
-                                            float_digits=1))
+    plots.save_figure(plots.cost_overview(summary, "Cost per rule (from benchmark files)"), plot)
+    write_text(table, tables.frame_html(summary, "Cost per rule",
+                                        f"{len(bench)} jobs with a benchmark file; memory in MB, time in s",
+                                        float_digits=1))

@@ -18,7 +18,8 @@ from ..sft import update_policy
 log = logging.getLogger(__name__)
 
 
-def filter_edits(config: dict, *, domain: str, rewards_path: str, edit_paths: list[str], out: str) -> None:
+def filter_edits(config: dict, *, domain: str, rewards: str, edits: list[str], out: str) -> None:
+    rewards_path, edit_paths = rewards, edits
     rcfg = config[domain]["restem"]
     rewards = pd.read_csv(rewards_path, keep_default_na=False).to_dict("records")
     edits = [e for path in edit_paths for e in read_edits(path)]
@@ -32,7 +33,8 @@ def filter_edits(config: dict, *, domain: str, rewards_path: str, edit_paths: li
     log.info("kept %d of %d self-edits over %d inputs", len(kept), len(edits), n_inputs)
 
 
-def update_policy_stage(config: dict, *, domain: str, policy: str, filtered_path: str, out: str) -> None:
+def update(config: dict, *, domain: str, policy: str, filtered: str, out: str) -> None:
+    filtered_path = filtered
     scfg = config[domain]["sft"]
     rows = read_jsonl(filtered_path)
     stats = update_policy(policy, rows, LoraSettings.from_config(scfg["lora"]),
