@@ -86,6 +86,37 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _one_edit_apart(a: str, b: str) -> bool:
+    """True when ``b`` is ``a`` with one character inserted, deleted, replaced or two swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def _known_keys(schema: Mapping[str, Any], root: Mapping[str, Any]) -> set[str]:
+    """Property names a (sub)schema accepts, following ``$ref`` and ``allOf``."""
+    keys = set(schema.get("properties", {}))
+    if "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        keys |= _known_keys(target, root)
+    for sub in schema.get("allOf", []):
+        keys |= _known_keys(sub, root)
+    return keys
+
+
+def _unknown_key_line(path, key: str, known: set[str]) -> str:
+    near = sorted(k for k in known if _one_edit_apart(key, k))
+    hint = f" (did you mean {' or '.join(repr('.'.join([*map(str, path), k])) for k in near)}?)" if near else ""
+    return f"{_dotted([*path, key])}: unknown key{hint}"
+
+
 def _filling_validator(schema: Mapping[str, Any]):
     """A Draft 2020-12 validator that also writes each missing key's ``default:`` into the config.
 
@@ -115,10 +146,10 @@ def schema_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str
     validator = _filling_validator(schema)
     lines = []
     for err in sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))):
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            for key in extra:
-                lines.append(f"{_dotted([*err.absolute_path, key])}: unknown key")
+        if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
+            known = _known_keys(err.schema, schema)
+            for key in sorted(set(err.instance) - known):
+                lines.append(_unknown_key_line(list(err.absolute_path), key, known))
         else:
             lines.append(f"{_dotted(err.absolute_path)}: {err.message}")
     return lines

@@ -106,6 +106,54 @@ def initial_weights(model: torch.nn.Module, lora: LoraSettings, seed: int) -> Ad
     return weights
 
 
+class _InitReplay:
+    """Seeded initial weights without wrapping the model once per adapter.
+
+    peft draws, per target module in module order, ``nn.Linear(in, r)`` and
+    ``nn.Linear(r, out)`` default inits and then re-draws ``A`` with kaiming-uniform
+    (``B`` is zeroed), on the CPU generator, before moving the weights to the base
+    layer's device and dtype. Replaying those draws gives the same tensors at a
+    fraction of the cost; the replay is checked bit for bit against peft on the first
+    seed, and peft itself is used for every seed if they ever differ.
+    """
+
+    def __init__(self, model: torch.nn.Module, lora: LoraSettings, first_seed: int):
+        self.model, self.lora = model, lora
+        self.reference = initial_weights(model, lora, first_seed)
+        self.shapes = []
+        for key, tensor in self.reference.items():
+            if key.endswith(".lora_A.weight"):
+                module = key[len(PEFT_PREFIX): -len(".lora_A.weight")]
+                base = model.get_submodule(module).weight
+                out_features = self.reference[_key(module, "B")].shape[0]
+                self.shapes.append((module, tensor.shape[1], out_features, base.dtype, tensor.dtype, tensor.device))
+        self.exact = self._replay(first_seed) == "same"
+
+    def _replay(self, seed: int, compare: bool = True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            weights: AdapterWeights = {}
+            for module, fan_in, fan_out, base_dtype, dtype, device in self.shapes:
+                r = self.lora.r
+                for shape in ((r, fan_in), (fan_out, r)):  # the nn.Linear constructors' draws
+                    torch.nn.init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5))
+                a = torch.empty(r, fan_in)
+                torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+                weights[_key(module, "A")] = a.to(device=device, dtype=base_dtype).to(dtype)
+                weights[_key(module, "B")] = torch.zeros(fan_out, r, device=device, dtype=dtype)
+        if not compare:
+            return weights
+        same = set(weights) == set(self.reference) and all(torch.equal(weights[k], self.reference[k]) for k in weights)
+        if not same:
+            log.warning("peft's LoRA init could not be replayed exactly; wrapping the model once per adapter")
+        return "same" if same else "differs"
+
+    def __call__(self, seed: int) -> AdapterWeights:
+        if not self.exact:
+            return initial_weights(self.model, self.lora, seed)
+        return self._replay(seed, compare=False)
+
+
 def to_peft_model(model: torch.nn.Module, lora: LoraSettings, weights: AdapterWeights) -> PeftModel:
     """Wrap ``model`` with a LoRA holding ``weights``; ``save_adapter`` it, then ``unload()``."""
     with torch.random.fork_rng(devices=[]):  # peft's (overwritten) init must not move the caller's RNG
@@ -335,11 +383,14 @@ def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[Tr
         raise ValueError("batched LoRA training needs lora.dropout == 0 (dropout masks of the sequential "
                          "path cannot be reproduced); train these adapters with sealflow.lora.train_lora")
     results: list = [None] * len(plans)
+    if not plans:
+        return results
+    replay = _InitReplay(model, lora, plans[0].settings.seed)
     trainable = []
     for index, plan in enumerate(plans):
         if not plan.valid:
             started = time.time()
-            results[index] = (initial_weights(model, lora, plan.settings.seed),
+            results[index] = (replay(plan.settings.seed),
                               TrainStats(examples=len(plan.examples), seconds=time.time() - started))
         else:
             trainable.append(index)
@@ -352,16 +403,17 @@ def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[Tr
     size = max_group or max(1, len(trainable))
     for start in range(0, len(trainable), size):
         group = trainable[start : start + size]
-        for index, result in zip(group, _train_group(model, tokenizer, [plans[i] for i in group], lora)):
+        for index, result in zip(group, _train_group(model, tokenizer, [plans[i] for i in group], lora, replay)):
             results[index] = result
     return results
 
 
-def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings) -> list[tuple[AdapterWeights, TrainStats]]:
+def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings,
+                 replay: _InitReplay) -> list[tuple[AdapterWeights, TrainStats]]:
     started = time.time()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
-    inits = [initial_weights(model, lora, plan.settings.seed) for plan in plans]
+    inits = [replay(plan.settings.seed) for plan in plans]
     jobs: list[_Job] = []
     stats_all = []
     for index, plan in enumerate(plans):

@@ -111,3 +111,29 @@ def test_validation_fills_defaults_once_from_the_schema(config):
     validate_config(cfg, SCHEMA)
     assert cfg["resources"]["rules"]["knowledge_inner_loop"] == {"runtime": 600}
     assert rule_resources(cfg, "knowledge_inner_loop", "gpu")["cpus_per_task"] == cfg["resources"]["gpu"]["threads"]
+
+
+@pytest.mark.parametrize("section, typo, suggestion", [
+    (("knowledge", "inner_loop"), "epoch", "knowledge.inner_loop.epochs"),
+    (("knowledge", "sft"), "lrr", "knowledge.sft.lr"),
+    (("knowledge", "heldout", "inner_loop"), "epocs", "knowledge.heldout.inner_loop.epochs"),
+    (("knowledge", "scoring", "judge"), "modle", "knowledge.scoring.judge.model"),
+    (("backend",), "batchsize", "backend.batch_size"),
+    (("resources", "gpu"), "thread", "resources.gpu.threads"),
+])
+def test_a_typo_in_any_nested_section_is_refused_naming_the_key_and_the_near_one(config, section, typo, suggestion):
+    cfg = copy.deepcopy(config)
+    node = cfg
+    for key in section:
+        node = node.setdefault(key, {})
+    node[typo] = 1
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert f"{'.'.join(section)}.{typo}: unknown key (did you mean '{suggestion}'?)" in str(err.value)
+
+
+def test_an_unknown_key_far_from_every_known_one_gets_no_suggestion(config):
+    cfg = copy.deepcopy(config)
+    cfg["knowledge"]["sft"]["warmup_ratio"] = 0.1
+    with pytest.raises(ConfigError, match=r"knowledge\.sft\.warmup_ratio: unknown key\n|knowledge\.sft\.warmup_ratio: unknown key$"):
+        validate_config(cfg, SCHEMA)
