@@ -6,6 +6,7 @@ rule base_model:
         out=directory(f"{OUT}/{{domain}}/base/model"),
     params:
         stage="base.base_model",
+        settings=domain_uses("seed", "{domain}.base_model"),
     log:
         f"{OUT}/logs/base_model/{{domain}}.log",
     benchmark:

@@ -25,6 +25,32 @@ wildcard_constraints:
     method=r"[A-Za-z0-9_.+-]+",
 
 
+# ---- what each rule reads of the config -------------------------------------------
+
+
+def uses(*keys):
+    """The part of the config a rule's outputs depend on, as ``params: settings=uses(...)``.
+
+    Snakemake reruns a job when its params change, and the stage receives exactly this
+    part as its ``config`` (``sealflow.stages.run``), so a setting a stage reads but its
+    rule does not declare fails at once instead of going stale unnoticed.
+    """
+    return ids.config_subset(config, keys)
+
+
+def domain_uses(*keys):
+    """``uses`` for rules with a {domain} wildcard: ``"{domain}.sft"`` names that domain's section."""
+    return lambda wildcards: uses(*(k.format(domain=wildcards.domain) for k in keys))
+
+
+def data_files(domain):
+    """Local data files a domain's preparation reads, so editing one reruns it."""
+    data = config[domain]["data"]
+    names = ("path",) if domain == "knowledge" else ("train_challenges", "train_solutions", "eval_challenges",
+                                                     "eval_solutions")
+    return [data[n] for n in names if data.get(n)]
+
+
 # ---- resources ---------------------------------------------------------------------
 
 

@@ -3,11 +3,14 @@
 # a file, so any shard or round can be rebuilt on its own.
 
 rule fewshot_prepare_tasks:
+    input:
+        data_files("fewshot"),
     output:
         train=f"{FS}/data/train.jsonl",
         eval=f"{FS}/data/eval.jsonl",
     params:
         stage="fewshot.prepare_tasks",
+        settings=uses("fewshot.data"),
     log:
         f"{OUT}/logs/fewshot/prepare_tasks.log",
     threads: 1
@@ -27,6 +30,7 @@ rule fewshot_generate_self_edits:
         out=f"{FS}/round{{r}}/self_edits/shard{{s}}.jsonl",
     params:
         stage="fewshot.generate_self_edits",
+        settings=uses("seed", "device", "backend", "fewshot.self_edits"),
     log:
         f"{OUT}/logs/fewshot/round{{r}}/generate_self_edits/shard{{s}}.log",
     benchmark:
@@ -53,6 +57,7 @@ rule fewshot_inner_loop:
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
     params:
         stage="fewshot.inner_loop",
+        settings=uses("seed", "device", "fewshot.inner_loop"),
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/round{{r}}/inner_loop/shard{{s}}.log",
@@ -78,6 +83,7 @@ rule fewshot_score_adapters:
         out=f"{FS}/round{{r}}/eval/shard{{s}}.csv",
     params:
         stage="fewshot.score_adapters",
+        settings=uses("device", "backend", "fewshot.scoring"),
     log:
         f"{OUT}/logs/fewshot/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
@@ -106,6 +112,7 @@ rule fewshot_rewards:
         ),
     params:
         stage="fewshot.rewards",
+        settings=uses(),
     log:
         f"{OUT}/logs/fewshot/round{{r}}/rewards.log",
     threads: 1

@@ -11,6 +11,7 @@ rule fewshot_eval_icl:
         out=f"{FS}/eval/icl.csv",
     params:
         stage="fewshot_eval.icl",
+        settings=uses("device", "backend", "fewshot.scoring"),
     log:
         f"{OUT}/logs/fewshot/eval/icl.log",
     benchmark:
@@ -35,6 +36,7 @@ rule fewshot_eval_self_edits:
         detail=f"{FS}/eval/ttt_round{{r}}.csv",
     params:
         stage="fewshot_eval.ttt_self_edits",
+        settings=uses("seed", "device", "backend", "fewshot.rounds", "fewshot.self_edits", "fewshot.inner_loop", "fewshot.scoring", "fewshot.evaluation"),
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/ttt_round{{r}}.log",
@@ -59,6 +61,7 @@ rule fewshot_eval_oracle:
         detail=f"{FS}/eval/oracle.csv",
     params:
         stage="fewshot_eval.oracle",
+        settings=uses("seed", "device", "backend", "fewshot.inner_loop", "fewshot.scoring", "fewshot.evaluation"),
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/fewshot/eval/oracle.log",
@@ -89,6 +92,7 @@ rule fewshot_eval_summary:
         ),
     params:
         stage="fewshot_eval.summary",
+        settings=uses("fewshot.rounds", "fewshot.evaluation"),
     log:
         f"{OUT}/logs/fewshot/eval/summary.log",
     threads: 1

@@ -4,11 +4,14 @@
 
 
 rule knowledge_prepare_passages:
+    input:
+        data_files("knowledge"),
     output:
         train=f"{KN}/data/train.jsonl",
         val=f"{KN}/data/val.jsonl",
     params:
         stage="knowledge.prepare_passages",
+        settings=uses("knowledge.data"),
     log:
         f"{OUT}/logs/prepare_passages.log",
     threads: 1
@@ -28,6 +31,7 @@ rule knowledge_generate_self_edits:
         out=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
     params:
         stage="knowledge.generate_self_edits",
+        settings=uses("seed", "device", "backend", "knowledge.self_edits"),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/generate_self_edits/shard{{s}}.log",
     benchmark:
@@ -54,6 +58,7 @@ rule knowledge_inner_loop:
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
         stage="knowledge.inner_loop",
+        settings=uses("seed", "device", "knowledge.inner_loop"),
         root=adapters_of_manifest,
     log:
         f"{OUT}/logs/knowledge/round{{r}}/inner_loop/shard{{s}}.log",
@@ -79,6 +84,7 @@ rule knowledge_score_adapters:
         out=f"{KN}/round{{r}}/eval/shard{{s}}.csv",
     params:
         stage="knowledge.score_adapters",
+        settings=uses("device", "backend", "knowledge.inner_loop", "knowledge.scoring"),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
@@ -107,6 +113,7 @@ rule knowledge_rewards:
         ),
     params:
         stage="knowledge.rewards",
+        settings=uses(),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/rewards.log",
     threads: 1

@@ -16,6 +16,7 @@ rule knowledge_heldout_self_edits:
         method=r"base_self_edits|external|round\d+",
     params:
         stage="knowledge_heldout.self_edits",
+        settings=uses("seed", "device", "backend", "knowledge.self_edits", "knowledge.heldout"),
     log:
         f"{OUT}/logs/knowledge/heldout/self_edits/{{method}}.log",
     benchmark:
@@ -40,6 +41,7 @@ rule knowledge_heldout_evaluate:
         method=KH_METHOD,
     params:
         stage="knowledge_heldout.evaluate",
+        settings=uses("seed", "device", "backend", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
     log:
         f"{OUT}/logs/knowledge/heldout/{{setting}}/{{method}}.log",
     benchmark:
@@ -64,6 +66,7 @@ rule knowledge_heldout_continual:
         method=KH_METHOD,
     params:
         stage="knowledge_heldout.evaluate",
+        settings=uses("seed", "device", "backend", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
         setting="continual",
     log:
         f"{OUT}/logs/knowledge/heldout/continual/{{method}}.log",
@@ -107,6 +110,7 @@ rule knowledge_heldout_summary:
         ),
     params:
         stage="knowledge_heldout.summary",
+        settings=uses("seed", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
         pairs=[list(p) for p in kh_evaluations()],
         models=[kh_model(m) for _, m in kh_evaluations()],
         writers=[kh_writer_label(m) for _, m in kh_evaluations()],

@@ -10,6 +10,7 @@ rule restem_filter:
         out=f"{OUT}/{{domain}}/round{{r}}/filtered.jsonl",
     params:
         stage="restem.filter_edits",
+        settings=domain_uses("{domain}.restem"),
     log:
         f"{OUT}/logs/{{domain}}/round{{r}}/restem_filter.log",
     threads: 1
@@ -29,6 +30,7 @@ rule update_policy:
         out=directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
     params:
         stage="restem.update",
+        settings=domain_uses("seed", "device", "{domain}.sft"),
     log:
         f"{OUT}/logs/{{domain}}/round{{r}}/update_policy.log",
     benchmark:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 _SLOT = re.compile(r"^p(\d+)-k(\d+)$")
 
@@ -80,6 +80,23 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 def adapter_files(root: str, slots: Sequence[str], repeats: int) -> list[str]:
     """Every file the inner loop of one shard declares."""
     return [f"{adapter_dir(root, slot, rep)}/{name}" for slot in slots for rep in range(repeats) for name in ADAPTER_FILES]
+
+
+def config_subset(config: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The nested part of ``config`` named by dotted ``keys`` (``"knowledge.self_edits"``)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        parts = key.split(".")
+        value: Any = config
+        for i, part in enumerate(parts):
+            if not isinstance(value, Mapping) or part not in value:
+                raise KeyError(f"config has no {'.'.join(parts[: i + 1])}")
+            value = value[part]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
 
 
 def base_model_dir(domain_dir: str) -> str:

@@ -30,6 +30,7 @@ Plans with ``valid=False`` are not trained: their weights are the seeded initial
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -95,7 +96,7 @@ def _key(module: str, which: str) -> str:
 def initial_weights(model: torch.nn.Module, lora: LoraSettings, seed: int) -> AdapterWeights:
     """The LoRA ``train_lora`` would start from with this seed (``torch.manual_seed(seed)``
     then ``get_peft_model``): kaiming-uniform ``A``, zero ``B``, bit for bit."""
-    with _preserved(model):
+    with _preserved(model), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         peft_model = get_peft_model(model, lora.peft_config())
         weights: AdapterWeights = {}
@@ -127,9 +128,12 @@ class _InitReplay:
                 base = model.get_submodule(module).weight
                 out_features = self.reference[_key(module, "B")].shape[0]
                 self.shapes.append((module, tensor.shape[1], out_features, base.dtype, tensor.dtype, tensor.device))
-        self.exact = self._replay(first_seed) == "same"
+        replayed = self._replay(first_seed)
+        self.exact = set(replayed) == set(self.reference) and all(torch.equal(replayed[k], v) for k, v in self.reference.items())
+        if not self.exact:
+            log.warning("peft's LoRA init could not be replayed exactly; wrapping the model once per adapter")
 
-    def _replay(self, seed: int, compare: bool = True):
+    def _replay(self, seed: int) -> AdapterWeights:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             weights: AdapterWeights = {}
@@ -141,45 +145,56 @@ class _InitReplay:
                 torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))
                 weights[_key(module, "A")] = a.to(device=device, dtype=base_dtype).to(dtype)
                 weights[_key(module, "B")] = torch.zeros(fan_out, r, device=device, dtype=dtype)
-        if not compare:
-            return weights
-        same = set(weights) == set(self.reference) and all(torch.equal(weights[k], self.reference[k]) for k in weights)
-        if not same:
-            log.warning("peft's LoRA init could not be replayed exactly; wrapping the model once per adapter")
-        return "same" if same else "differs"
+        return weights
 
     def __call__(self, seed: int) -> AdapterWeights:
-        if not self.exact:
-            return initial_weights(self.model, self.lora, seed)
-        return self._replay(seed, compare=False)
+        return self._replay(seed) if self.exact else initial_weights(self.model, self.lora, seed)
 
 
-def to_peft_model(model: torch.nn.Module, lora: LoraSettings, weights: AdapterWeights) -> PeftModel:
-    """Wrap ``model`` with a LoRA holding ``weights``; ``save_adapter`` it, then ``unload()``."""
+def to_peft_model(model: torch.nn.Module, lora: LoraSettings, weights: AdapterWeights | None) -> PeftModel:
+    """Wrap ``model`` with a LoRA holding ``weights``, e.g. to ``save_adapter`` it or to
+    compare with a sequentially trained one; ``unload()`` it afterwards."""
     with torch.random.fork_rng(devices=[]):  # peft's (overwritten) init must not move the caller's RNG
         peft_model = get_peft_model(model, lora.peft_config())
-    layers = _lora_layers(peft_model)
+    if weights is not None:
+        _load_into(_lora_layers(peft_model), weights)
+    return peft_model
+
+
+def _load_into(layers: list[tuple[str, LoraLayer]], weights: AdapterWeights) -> None:
     expected = {_key(m, w) for m, _ in layers for w in "AB"}
     if expected != set(weights):
-        raise ValueError(f"adapter weights do not match the model's LoRA layers: "
-                         f"missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
+        raise ValueError(f"adapter weights do not match the model's LoRA layers: missing "
+                         f"{sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
     with torch.no_grad():
         for module, layer in layers:
             layer.lora_A["default"].weight.copy_(weights[_key(module, "A")])
             layer.lora_B["default"].weight.copy_(weights[_key(module, "B")])
-    return peft_model
+
+
+@contextmanager
+def adapter_writer(model: torch.nn.Module, lora: LoraSettings):
+    """Wrap ``model`` with peft once and yield ``write(weights, out_dir, meta) -> record``,
+    which saves each adapter with :func:`sealflow.lora.save_adapter` (the same folder,
+    files and ``meta.json`` as the sequential path). The model is restored on exit."""
+    with _preserved(model):
+        peft_model = to_peft_model(model, lora, None)
+        layers = _lora_layers(peft_model)
+        try:
+            def write(weights: AdapterWeights, out_dir: str | Path, meta: dict) -> dict:
+                _load_into(layers, weights)
+                return save_adapter(peft_model, out_dir, meta)
+
+            yield write
+        finally:
+            peft_model.unload()
 
 
 def save_adapter_weights(model: torch.nn.Module, lora: LoraSettings, weights: AdapterWeights, out_dir: str | Path,
                          meta: dict) -> dict:
-    """``save_adapter`` for batched weights: the same peft folder (adapter_config.json,
-    adapter_model.safetensors, meta.json) as the sequential path; ``model`` is left as it was."""
-    with _preserved(model):
-        peft_model = to_peft_model(model, lora, weights)
-        try:
-            return save_adapter(peft_model, out_dir, meta)
-        finally:
-            peft_model.unload()
+    """Save one adapter's weights as a peft folder; see :func:`adapter_writer` for many."""
+    with adapter_writer(model, lora) as write:
+        return write(weights, out_dir, meta)
 
 
 def load_adapter_weights(path: str | Path, device: torch.device | str | None = None) -> AdapterWeights:
@@ -190,64 +205,81 @@ def load_adapter_weights(path: str | Path, device: torch.device | str | None = N
 
 
 # -- stacked LoRA forward -----------------------------------------------------------
+class _Stack:
+    """The LoRA weights of G adapters as one ``[G, P]`` tensor (every module's ``A`` and
+    ``B`` flattened side by side), so the optimizer updates all modules with a handful of
+    tensor ops per step; ``A(name)`` / ``B(name)`` are ``[G, r, in]`` / ``[G, out, r]`` views."""
+
+    def __init__(self, model: torch.nn.Module, adapters: Sequence[AdapterWeights], device: torch.device,
+                 requires_grad: bool):
+        first = adapters[0]
+        self.names = [k[len(PEFT_PREFIX): -len(".lora_A.weight")] for k in first if k.endswith(".lora_A.weight")]
+        keys = [_key(name, which) for name in self.names for which in "AB"]
+        if set(keys) != set(first) or any(set(w) != set(first) for w in adapters):
+            raise ValueError("all adapters must hold lora_A and lora_B of the same modules")
+        self.layout: dict[str, tuple[int, torch.Size]] = {}
+        offset = 0
+        for key in keys:
+            self.layout[key] = (offset, first[key].shape)
+            offset += first[key].numel()
+        self.flat = torch.stack([torch.cat([w[k].reshape(-1) for k in keys]) for w in adapters]).to(device)
+        self.flat.requires_grad_(requires_grad)
+        self.modules = {name: model.get_submodule(name) for name in self.names}
+
+    def view(self, key: str) -> torch.Tensor:
+        offset, shape = self.layout[key]
+        return self.flat[:, offset : offset + shape.numel()].view(self.flat.shape[0], *shape)
+
+    def weights(self, slot: int) -> AdapterWeights:
+        row = self.flat[slot].detach()
+        return {key: row[offset : offset + shape.numel()].view(shape).clone() for key, (offset, shape) in self.layout.items()}
+
+
 class _StackedLora:
     """Forward hooks on the target linears adding each row's own adapter delta.
 
-    Rows of one adapter are contiguous (``segments``: (slot, start, stop)). The delta is
-    computed with one ``F.linear`` pair per segment. Measured on 2 CPU cores (tiny
-    Qwen2, r=32, G=16, batch 1, widths up to ~90 tokens), a segment loop beat gathering
-    per-row weights (``A[rows]`` -> bmm) by ~1.3-1.6x forward+backward: the gather copies
-    ``rows x r x (in + out)`` weights per module and its backward is an index_add over
-    them, which costs more than the G small GEMMs; on GPUs per-row weights also keep
-    an ``[N, r, in]`` copy per module alive for backward. When every adapter has the
-    same number of rows (batch 1, the paper's setting) the segments are reshaped into
-    one ``bmm`` over ``[G', k*T, in]`` instead, which has neither cost.
+    ``set_rows`` gives the adapter slot of every row. The delta is a gather of the rows'
+    ``A``/``B`` and two ``bmm``; when every adapter has the same number of rows ``k``
+    (batch 1, the paper's setting, or equal batch sizes) the rows are viewed as
+    ``[G', k*T, in]`` and each adapter's weights are gathered once instead of per row.
+
+    Why not a loop over each adapter's contiguous rows (two ``F.linear`` per segment)?
+    Measured on 2 CPU cores (demo-sized Qwen2, r=32, G=16, 2 epochs, 1 thread): batch 1
+    4.6 s gathered vs 6.4 s segment loop, batch 4 5.3 vs 6.2 s, mixed batch sizes and
+    example counts 4.0 vs 4.4 s. With small per-adapter slices the loop pays G tiny
+    GEMMs (and their autograd nodes) per module forward and backward; the gather
+    pays one copy of the weights, which is cheap at LoRA rank.
     """
 
-    def __init__(self, modules: dict[str, torch.nn.Module], A: dict[str, torch.Tensor], B: dict[str, torch.Tensor],
-                 scale: float):
-        self.modules, self.A, self.B, self.scale = modules, A, B, scale
-        self.segments: list[tuple[int, int, int]] = []
-        self.covers_all = False
-        self.slots: torch.Tensor | None = None  # one slot per group of rows, when all groups have equal rows
+    def __init__(self, stack: _Stack, scale: float):
+        self.stack, self.scale = stack, scale
+        self.slots: torch.Tensor | None = None  # adapter slot per row, or per group of ``k`` rows
         self.handles: list = []
 
-    def set_rows(self, segments: Sequence[tuple[int, int, int]], n_rows: int, device: torch.device) -> None:
-        """``segments``: (slot, start, stop) per adapter, in row order; rows outside them
-        (base-model rows when scoring) get no delta."""
-        self.segments = list(segments)
-        covered = sum(stop - start for _, start, stop in self.segments)
-        self.covers_all = (bool(self.segments) and self.segments[0][1] == 0 and covered == n_rows
-                           and all(a[2] == b[1] for a, b in zip(self.segments, self.segments[1:])))
-        sizes = {stop - start for _, start, stop in self.segments}
-        self.slots = None
-        if _KERNEL == "gather" and self.covers_all:
-            self.slots = torch.tensor([s for s, lo, hi in self.segments for _ in range(hi - lo)], device=device)
-        elif _KERNEL != "segment" and self.covers_all and len(sizes) == 1 and len(self.segments) > 1:
-            self.slots = torch.tensor([slot for slot, _, _ in self.segments], device=device)
+    def set_rows(self, row_slots: Sequence[int], device: torch.device) -> None:
+        """Adapter slot of each row (the grouped path needs each adapter's rows contiguous)."""
+        runs: list[list[int]] = []  # [slot, count]
+        for slot in row_slots:
+            if runs and runs[-1][0] == slot:
+                runs[-1][1] += 1
+            else:
+                runs.append([slot, 1])
+        if len({count for _, count in runs}) == 1 and len({slot for slot, _ in runs}) == len(runs):
+            self.slots = torch.tensor([slot for slot, _ in runs], device=device)
+        else:
+            self.slots = torch.tensor(list(row_slots), device=device)
 
-    def _hook(self, name: str, module: torch.nn.Module, args, output: torch.Tensor) -> torch.Tensor:
-        if not self.segments:
-            return output
-        x = args[0]
-        A, B = self.A[name], self.B[name]
-        if self.slots is not None:
-            a = A.index_select(0, self.slots)
-            b = B.index_select(0, self.slots)
-            xs = x.reshape(self.slots.shape[0], -1, x.shape[-1])
-            delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
-            return output + delta.reshape(output.shape).to(output.dtype)
-        parts = [F.linear(F.linear(x[lo:hi], A[slot]), B[slot]) * self.scale for slot, lo, hi in self.segments]
-        if self.covers_all:
-            return output + torch.cat(parts).to(output.dtype)
-        output = output.clone()
-        for (_, lo, hi), part in zip(self.segments, parts):
-            output[lo:hi] += part.to(output.dtype)
-        return output
+    def _hook(self, name: str, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        a = self.stack.view(_key(name, "A")).index_select(0, self.slots)  # [groups, r, in]
+        b = self.stack.view(_key(name, "B")).index_select(0, self.slots)  # [groups, out, r]
+        # As peft: the input is cast to the adapter's dtype (autocast, if on, then picks bf16).
+        xs = x.reshape(self.slots.shape[0], -1, x.shape[-1]).to(a.dtype)
+        delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
+        return output + delta.reshape(output.shape).to(output.dtype)
 
     def __enter__(self) -> "_StackedLora":
-        for name, module in self.modules.items():
-            self.handles.append(module.register_forward_hook(lambda m, a, o, _n=name: self._hook(_n, m, a, o)))
+        for name, module in self.stack.modules.items():
+            self.handles.append(module.register_forward_hook(lambda m, args, out, _n=name: self._hook(_n, out, args[0])))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -256,69 +288,56 @@ class _StackedLora:
         self.handles.clear()
 
 
-def _stack(model: torch.nn.Module, adapters: Sequence[AdapterWeights], device: torch.device, requires_grad: bool):
-    """Module names plus stacked ``A``/``B`` tensors (leaf tensors when ``requires_grad``)."""
-    keys = list(adapters[0])
-    modules = [k[len(PEFT_PREFIX): -len(".lora_A.weight")] for k in keys if k.endswith(".lora_A.weight")]
-    for weights in adapters[1:]:
-        if set(weights) != set(keys):
-            raise ValueError("all adapters must target the same modules")
-    A, B = {}, {}
-    for name in modules:
-        A[name] = torch.stack([w[_key(name, "A")] for w in adapters]).to(device).requires_grad_(requires_grad)
-        B[name] = torch.stack([w[_key(name, "B")] for w in adapters]).to(device).requires_grad_(requires_grad)
-    return {name: model.get_submodule(name) for name in modules}, A, B
-
-
 # -- stacked AdamW ------------------------------------------------------------------
 class StackedAdamW:
-    """AdamW over ``[G, ...]`` tensors with a learning rate, step count and active mask per
-    adapter; matches ``torch.optim.AdamW(params, lr=lr, weight_decay=0.0)`` per adapter."""
+    """AdamW over a ``[G, ...]`` tensor with a learning rate, step count and active mask per
+    adapter row; per row it is ``torch.optim.AdamW(params, lr=lr, weight_decay=0.0)``
+    (betas 0.9/0.999, eps 1e-8), the optimizer of :func:`sealflow.lora.train_loop`."""
 
-    def __init__(self, params: Sequence[torch.Tensor], lrs: Sequence[float], betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
-        self.lrs = list(lrs)
+    def __init__(self, param: torch.Tensor, lrs: Sequence[float], betas=(0.9, 0.999), eps: float = 1e-8):
+        if param.shape[0] != len(lrs):
+            raise ValueError(f"{len(lrs)} learning rates for {param.shape[0]} adapters")
+        self.param, self.lrs = param, list(lrs)
         self.betas, self.eps = betas, eps
         self.steps = [0] * len(self.lrs)
-        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     @torch.no_grad()
     def step(self, slots: Sequence[int]) -> None:
         """One AdamW step for the adapters in ``slots``, then zero their gradients; the
-        parameters, moments and gradients of every other adapter are left untouched."""
+        weights, moments, step counts and gradients of every other adapter stay untouched."""
         if not slots:
             return
-        beta1, beta2 = self.betas
+        p, beta1, beta2 = self.param, *self.betas
         for slot in slots:
             self.steps[slot] += 1
-        # The same double-precision scalars torch's AdamW computes, one per adapter.
-        step_size = [self.lrs[s] / (1 - beta1 ** self.steps[s]) for s in slots]
-        bc2_sqrt = [(1 - beta2 ** self.steps[s]) ** 0.5 for s in slots]
-        full = list(slots) == list(range(len(self.lrs)))
-        index = None if full else torch.tensor(list(slots), device=self.params[0].device)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            shape = (len(slots),) + (1,) * (p.dim() - 1)
-            neg_step = torch.tensor(step_size, dtype=p.dtype, device=p.device).neg_().view(shape)
-            bc2 = torch.tensor(bc2_sqrt, dtype=p.dtype, device=p.device).view(shape)
-            grad = p.grad if p.grad is not None else torch.zeros_like(p)
-            if full:
-                pg, pm, pv, pp = grad, m, v, p
-            else:
-                pg, pm, pv, pp = grad.index_select(0, index), m.index_select(0, index), v.index_select(0, index), p.index_select(0, index)
-            pm.lerp_(pg, 1 - beta1)
-            pv.mul_(beta2).addcmul_(pg, pg, value=1 - beta2)
-            denom = (pv.sqrt() / bc2).add_(self.eps)
-            pp.add_(pm * neg_step / denom)  # = addcdiv_(exp_avg, denom, value=-step_size)
-            if full:
-                if p.grad is not None:
-                    p.grad.zero_()
-            else:
-                m.index_copy_(0, index, pm)
-                v.index_copy_(0, index, pv)
-                p.index_copy_(0, index, pp)
-                if p.grad is not None:
-                    p.grad.index_fill_(0, index, 0.0)
+        # The double-precision scalars torch's AdamW computes, one per adapter, rounded to
+        # the parameter dtype as torch rounds ``value=`` arguments.
+        shape = (len(slots),) + (1,) * (p.dim() - 1)
+        neg_step = torch.tensor([-self.lrs[s] / (1 - beta1 ** self.steps[s]) for s in slots], dtype=p.dtype).view(shape)
+        bc2_sqrt = torch.tensor([(1 - beta2 ** self.steps[s]) ** 0.5 for s in slots], dtype=p.dtype).view(shape)
+        neg_step, bc2_sqrt = neg_step.to(p.device, non_blocking=True), bc2_sqrt.to(p.device, non_blocking=True)
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        full = len(slots) == p.shape[0] and list(slots) == list(range(p.shape[0]))
+        if full:
+            g, m, v, w = grad, self.exp_avg, self.exp_avg_sq, p
+        else:
+            index = torch.tensor(list(slots), device=p.device)
+            g, m, v, w = (t.index_select(0, index) for t in (grad, self.exp_avg, self.exp_avg_sq, p))
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+        w.add_(neg_step * m / denom)  # torch: param.addcdiv_(exp_avg, denom, value=-step_size)
+        if full:
+            if p.grad is not None:
+                p.grad.zero_()
+            return
+        self.exp_avg.index_copy_(0, index, m)
+        self.exp_avg_sq.index_copy_(0, index, v)
+        p.index_copy_(0, index, w)
+        if p.grad is not None:
+            p.grad.index_fill_(0, index, 0.0)
 
 
 # -- training -----------------------------------------------------------------------
@@ -343,7 +362,6 @@ def _job_batches(encoded, settings: TrainSettings, pad_id: int):
         yield from _batches(encoded, settings.batch_size, pad_id, rng)
 
 
-_KERNEL = "auto"
 _HEAD_SPLIT_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
 
 
@@ -432,10 +450,9 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
         with _preserved(model):
             for p in model.parameters():
                 p.requires_grad_(False)
-            modules, A, B = _stack(model, [inits[j.index] for j in jobs], device, requires_grad=True)
-            params = [t for name in modules for t in (A[name], B[name])]
-            optimizer = StackedAdamW(params, [j.settings.lr for j in jobs])
-            patch = _StackedLora(modules, A, B, lora.alpha / lora.r)
+            stack = _Stack(model, [inits[j.index] for j in jobs], device, requires_grad=True)
+            optimizer = StackedAdamW(stack.flat, [j.settings.lr for j in jobs])
+            patch = _StackedLora(stack, lora.alpha / lora.r)
             recorded = _run_steps(model, patch, optimizer, jobs, device, pad_id)
             values = torch.cat(recorded).tolist() if recorded else []  # the one host sync for all losses
             offsets = [0]
@@ -445,10 +462,7 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
                 job.stats.losses = [values[offsets[step] + pos] for step, pos in job.loss_refs]
                 job.stats.first_loss = job.stats.losses[0] if job.stats.losses else None
                 job.stats.final_loss = job.stats.losses[-1] if job.stats.losses else None
-                w = weights[job.index]
-                for name in modules:
-                    w[_key(name, "A")] = A[name][job.slot].detach().clone()
-                    w[_key(name, "B")] = B[name][job.slot].detach().clone()
+                weights[job.index] = stack.weights(job.slot)
     seconds = time.time() - started
     total_work = sum(j.work for j in jobs)
     share = {j.index: j.work / total_work for j in jobs} if total_work else {}
@@ -488,7 +502,7 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
             token_pos = row_pos.repeat_interleave(valid.sum(1))
             counts = torch.bincount(token_pos, minlength=len(active)).to(torch.float32)
             accum = torch.tensor([float(j.settings.grad_accum) for j in active])
-            patch.set_rows(segments, input_ids.shape[0], device)
+            patch.set_rows([slot for slot, lo, hi in segments for _ in range(hi - lo)], device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 tok_loss = _token_losses(model, split, input_ids.to(device), mask.to(device), flat.to(device),
                                          targets.to(device))
@@ -513,34 +527,31 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
 def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adapters: Sequence[AdapterWeights],
                      requests: Sequence[tuple[int | None, str]], max_new_tokens: int = 64,
                      batch_size: int = 32) -> list[str]:
-    """Greedy completions (prompt excluded, special tokens skipped) for ``(adapter index,
-    prompt)`` rows, many adapters per ``generate`` call; ``None`` is the base model.
-    Prompts are left-padded, as the HF backend pads them."""
+    """Greedy completions for ``(adapter index, prompt)`` rows, many adapters per
+    ``generate`` call (``None``: the base model). As the HF backend: prompts left-padded,
+    no special tokens added, new tokens decoded with special tokens skipped."""
     if not requests:
         return []
     device = next(model.parameters()).device
-    order = sorted(range(len(requests)), key=lambda i: (-1 if requests[i][0] is None else requests[i][0], i))
     used = sorted({a for a, _ in requests if a is not None})
-    results: list[str] = [""] * len(requests)
-    modules, A, B = _stack(model, [adapters[a] for a in used], device, requires_grad=False) if used else ({}, {}, {})
+    if not used:
+        adapters, used = [], []
+    zero = {k: torch.zeros_like(v) for k, v in adapters[used[0]].items()} if used else None
     slot_of = {a: s for s, a in enumerate(used)}
+    slot_of[None] = len(used)  # the base model: a zero adapter
+    results: list[str] = [""] * len(requests)
+    # Rows of one adapter next to each other, so equal-sized groups share one weight gather.
+    order = sorted(range(len(requests)), key=lambda i: (slot_of[requests[i][0]], i))
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        with _StackedLora(modules, A, B, lora.alpha / lora.r) as patch:
+        patch = _StackedLora(_Stack(model, [adapters[a] for a in used] + [zero], device, requires_grad=False),
+                             lora.alpha / lora.r) if used else contextlib.nullcontext()
+        with patch:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                segments = []
-                for row, i in enumerate(chunk):
-                    adapter = requests[i][0]
-                    if adapter is None:
-                        continue
-                    slot = slot_of[adapter]
-                    if segments and segments[-1][0] == slot and segments[-1][2] == row:
-                        segments[-1] = (slot, segments[-1][1], row + 1)
-                    else:
-                        segments.append((slot, row, row + 1))
-                patch.set_rows(segments, len(chunk), device)
+                if used:
+                    patch.set_rows([slot_of[requests[i][0]] for i in chunk], device)
                 enc = tokenizer([requests[i][1] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
                 enc = {k: v.to(device) for k, v in enc.items()}
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,

@@ -116,7 +116,8 @@ def test_every_rule_names_a_stage_that_takes_exactly_its_named_files():
         assert filename == f"{module}.smk", f"rule {name} in {filename} runs a stage of {module}"
         params = inspect.signature(stage_function(stage)).parameters
         named = (_section_names(block, "input") | _section_names(block, "output") | _section_names(block, "params"))
-        named -= {"stage"}
+        named -= {"stage", "settings"}
+        assert ("config" in params) == ("settings=" in block), f"rule {name}: settings declared iff {stage} reads config"
         wildcards = set(re.findall(r"\{\{(\w+)\}\}", block)) | set(re.findall(r"wc\.(\w+)", block))
         assert named <= set(params), f"rule {name}: {sorted(named - set(params))} are not parameters of {stage}"
         required = {p for p, v in params.items() if v.default is inspect.Parameter.empty and p != "config"}
@@ -133,6 +134,8 @@ def test_stage_arguments_pass_files_by_name_and_context_only_where_asked():
 
     kwargs = stage_arguments(stage, {"seed": 0}, {"edits": "e.jsonl", "out": "o.csv"}, {"r": "2", "s": "1"})
     assert kwargs == {"config": {"seed": 0}, "edits": "e.jsonl", "out": "o.csv", "r": 2}  # s is not asked for
+    with pytest.raises(TypeError, match="declares no params.settings"):
+        stage_arguments(stage, None, {"edits": "e.jsonl", "out": "o.csv"}, {"r": "1"})
     with pytest.raises(TypeError, match="edit"):
         stage(**stage_arguments(stage, {}, {"edit": "e.jsonl", "out": "o.csv"}, {"r": "1"}))
 

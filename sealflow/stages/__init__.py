@@ -2,9 +2,11 @@
 
 Every rule runs ``scripts/stage.py`` with ``params.stage = "<module>.<function>"``, and
 :func:`run` calls ``sealflow.stages.<module>.<function>`` with the rule's named inputs,
-outputs and params as keyword arguments (plus ``config`` and the wildcards where the
-function takes them). The names in the rule *are* the function's parameter names, so a
-renamed or reordered file cannot be swapped silently: a mismatch is a TypeError naming it.
+outputs and params as keyword arguments, and the wildcards the function asks for. The
+names in the rule *are* the function's parameter names, so a renamed or reordered file
+cannot be swapped silently: a mismatch is a TypeError naming it. The stage's ``config``
+is only the part the rule declares in ``params.settings`` (what Snakemake watches for
+changes), so reading an undeclared setting fails at once instead of going stale.
 A stage reads its inputs, calls the domain library and writes its outputs atomically.
 """
 
@@ -25,12 +27,18 @@ def _coerce(value: str) -> int | str:
     return int(value) if value.isdigit() else value  # round and shard wildcards are numbers
 
 
-def stage_arguments(function: Callable, config: Mapping[str, Any], named: Mapping[str, Any],
+def stage_arguments(function: Callable, config: Mapping[str, Any] | None, named: Mapping[str, Any],
                     wildcards: Mapping[str, str]) -> dict[str, Any]:
-    """Keyword arguments of ``function``: every named file and param, and context it asks for."""
+    """Keyword arguments of ``function``: every named file and param, and the wildcards it asks for.
+
+    ``config`` is the part of the config the rule declares (None: the rule declares none).
+    """
     accepted = inspect.signature(function).parameters
     kwargs = dict(named)
     if "config" in accepted:
+        if config is None:
+            raise TypeError(f"{function.__module__}.{function.__name__} reads the config, but its rule declares "
+                            "no params.settings")
         kwargs["config"] = config
     for name, value in wildcards.items():
         if name in accepted and name not in kwargs:
@@ -50,4 +58,4 @@ def run(smk) -> None:
                 raise ValueError(f"rule {smk.rule}: {name!r} names both a file and a param")
             named[name] = value
     function = stage_function(named.pop("stage"))
-    function(**stage_arguments(function, smk.config, named, dict(smk.wildcards.items())))
+    function(**stage_arguments(function, named.pop("settings", None), named, dict(smk.wildcards.items())))
