@@ -1,74 +1,357 @@
-"""Benchmark: the sharded inner loop (load the model once per shard) against loading it per edit.
+"""Benchmark: the inner loop three ways, on the same model, self-edits and hyper-parameters.
 
-Prints seconds per self-edit for both, their ratio, and peak memory. Both variants train
-the same adapters on the same model in the same invocation, so the ratio is meaningful
-on any machine.
+(a) the SEAL authors' recipe: ``transformers.Trainer`` + peft, one LoRA per edit, batch 1,
+    every sequence padded to ``max_length`` (2048 as in their server, and this config's 256);
+(b) sealflow sequential: ``inner_loop.run_shard`` (``train_lora`` + ``save_adapter`` per edit);
+(c) sealflow batched: ``multi_lora.train_adapters_batched`` with G adapters per
+    forward/backward, saved with ``multi_lora.adapter_writer``.
 
-    python benchmarks/bench_inner_loop.py [--model PATH] [--edits 8] [--device auto]
+Every variant trains and saves the same adapters: the paper's inner-loop settings (batch
+1, 10 epochs, lr 1e-3, LoRA r 32 / alpha 64 on all seven projections, for all three
+variants) on knowledge self-edits (a few restatement lines plus the passage). Timings
+are train + save per edit; with ``--score`` (default on) each adapter also answers its
+passage's questions greedily, per adapter through peft (as the HF backend does) or in
+one batched ``generate`` over all adapters. The authors score with vLLM, which is not
+timed here. On a GPU the MFU is reported against a bf16 matmul peak measured in the same
+run (FLOPs: 4 x non-embedding parameters x real tokens, as a frozen base needs no
+weight gradients; padding counts as waste).
+
+    python benchmarks/bench_inner_loop.py [--quick] [--model PATH] [--device auto]
+        [--edits 16] [--groups 4,8,16] [--authors-edits 2] [--threads N] [--no-score]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import resource
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class Result:
+    name: str
+    edits: int
+    seconds: float  # train + save, all edits
+    tokens: int  # real (unpadded) training tokens, all epochs
+    processed: int  # tokens the model ran on, padding included
+    peak_mb: float
+    score_seconds: float | None = None
+
+    @property
+    def per_edit(self) -> float:
+        return self.seconds / self.edits
+
+
+# -- memory ---------------------------------------------------------------------------
+class Peak:
+    """Peak memory of one variant: CUDA max allocated, or the process's peak RSS with the
+    kernel's high-water mark reset before the variant (``ru_maxrss`` where that fails)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def reset(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def read_mb(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- the variants ---------------------------------------------------------------------
+def authors_recipe(model, tokenizer, plans, lora, max_length: int, work: Path, device) -> tuple[float, int, int]:
+    """The authors' inner loop (their TTT server), one edit after another: every sequence
+    tokenized with ``padding="max_length"`` (labels = input ids, padding included, as
+    theirs), ``Trainer`` with batch 1, then ``save_pretrained``."""
+    import torch
+    from datasets import Dataset as HFDataset
+    from peft import get_peft_model
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tokenizer.padding_side = "right"
+    seconds = tokens = processed = 0
+    for plan in plans:
+        sync(device)
+        started = time.perf_counter()
+        rows = []
+        for example in plan.examples:
+            tok = tokenizer(example.completion, truncation=True, max_length=max_length, padding="max_length")
+            rows.append({"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
+                         "labels": list(tok["input_ids"])})
+            tokens += sum(tok["attention_mask"]) * plan.settings.epochs
+            processed += len(tok["input_ids"]) * plan.settings.epochs
+        lora_model = get_peft_model(model, lora.peft_config())
+        out_dir = work / f"authors-{max_length}" / plan.edit_id
+        trainer = Trainer(
+            model=lora_model,
+            args=TrainingArguments(
+                output_dir=str(out_dir), per_device_train_batch_size=plan.settings.batch_size,
+                gradient_accumulation_steps=plan.settings.grad_accum, num_train_epochs=plan.settings.epochs,
+                learning_rate=plan.settings.lr, logging_steps=1, save_strategy="no", report_to="none",
+                remove_unused_columns=False, fp16=False, bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+                seed=plan.settings.seed, disable_tqdm=True, use_cpu=device.type == "cpu",
+            ),
+            train_dataset=HFDataset.from_list(rows),
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        trainer.train()
+        lora_model.save_pretrained(str(out_dir / "final_adapter"))
+        model = lora_model.unload()
+        sync(device)
+        seconds += time.perf_counter() - started
+    tokenizer.padding_side = "left"
+    return seconds, tokens, processed
+
+
+def planned_tokens(tokenizer, plans) -> int:
+    """Real training tokens of the sealflow variants, all epochs."""
+    from sealflow.lora import encode_example
+
+    real = 0
+    for plan in plans:
+        for example in plan.examples:
+            ids, _ = encode_example(tokenizer, example, plan.settings.max_seq_len, plan.mask_prompt)
+            real += len(ids) * plan.settings.epochs
+    return real
+
+
+def sequential(model, tokenizer, plans, lora, device) -> float:
+    from sealflow.inner_loop import run_shard
+
+    sync(device)
+    started = time.perf_counter()
+    run_shard(model, tokenizer, "bench", plans, lora)
+    sync(device)
+    return time.perf_counter() - started
+
+
+def batched(model, tokenizer, plans, lora, group: int, device) -> tuple[float, int]:
+    from sealflow.multi_lora import adapter_writer, train_adapters_batched
+
+    sync(device)
+    started = time.perf_counter()
+    results = train_adapters_batched(model, tokenizer, plans, lora, max_group=group)
+    with adapter_writer(model, lora) as write:
+        for plan, (weights, stats) in zip(plans, results):
+            write(weights, plan.out_dir, {"edit_id": plan.edit_id, **stats.summary()})
+    sync(device)
+    return time.perf_counter() - started, sum(s.tokens * p.settings.epochs for p, (_, s) in zip(plans, results))
+
+
+def score_sequential(model, tokenizer, plans, questions, device, max_new_tokens: int) -> float:
+    """Per adapter: load it with peft and answer its passage's questions in one batch."""
+    from sealflow.backends import BackendSettings
+    from sealflow.backends.base import GenerationRequest
+    from sealflow.backends.hf import HFBackend
+    from sealflow.devices import Placement
+
+    backend = HFBackend("", Placement(device, next(model.parameters()).dtype), BackendSettings(batch_size=64),
+                        model=model, tokenizer=tokenizer)
+    sync(device)
+    started = time.perf_counter()
+    for plan, qs in zip(plans, questions):
+        backend.generate([GenerationRequest(q, adapter=plan.out_dir, max_new_tokens=max_new_tokens) for q in qs])
+    sync(device)
+    return time.perf_counter() - started
+
+
+def score_batched(model, tokenizer, plans, questions, lora, device, max_new_tokens: int) -> float:
+    from sealflow.multi_lora import generate_batched, load_adapter_weights
+
+    sync(device)
+    started = time.perf_counter()
+    adapters = [load_adapter_weights(plan.out_dir, device) for plan in plans]
+    requests = [(i, q) for i, qs in enumerate(questions) for q in qs]
+    generate_batched(model, tokenizer, lora, adapters, requests, max_new_tokens=max_new_tokens, batch_size=64)
+    sync(device)
+    return time.perf_counter() - started
+
+
+# -- GPU roofline -----------------------------------------------------------------------
+def bf16_peak_tflops(device) -> float:
+    import torch
+
+    n = 8192
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    iters = 20
+    started = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * iters / (time.perf_counter() - started) / 1e12
+
+
+def non_embedding_params(model) -> int:
+    embed = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+             for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embed)
+
+
+# -- main -------------------------------------------------------------------------------
+def build_plans(root: Path, entries, lora_epochs: int):
+    from sealflow.inner_loop import TrainPlan
+    from sealflow.lora import TrainExample, TrainSettings
+
+    rng = random.Random(0)
+    plans, questions = [], []
+    for i, entry in enumerate(entries):
+        lines = entry.restatements(rng) + [entry.passage.context]
+        plans.append(TrainPlan(edit_id=f"e{i}", repeat=0, out_dir=str(root / f"e{i}"),
+                               examples=[TrainExample(t) for t in lines],
+                               settings=TrainSettings(epochs=lora_epochs, lr=1e-3, batch_size=1, grad_accum=1,
+                                                      max_seq_len=2048, seed=i)))
+        questions.append([f"{q.question}\nAnswer:" for q in entry.passage.questions])
+    return plans, questions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model folder or hub id (default: build a tiny Qwen2 model)")
-    parser.add_argument("--edits", type=int, default=8)
+    parser.add_argument("--model", help="model folder or hub id (default: build a tiny Qwen2 model, demo-sized)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="few edits (<= 60 s on 2 CPU cores)")
+    parser.add_argument("--edits", type=int, help="self-edits for sequential and batched (default 16; quick 16)")
+    parser.add_argument("--authors-edits", type=int, help="edits timed with the authors' recipe (default 4; quick 1)")
+    parser.add_argument("--sequential-edits", type=int, help="edits timed sequentially (default: --edits; quick 4)")
+    parser.add_argument("--groups", default="4,8,16", help="adapters per batched forward/backward")
+    parser.add_argument("--epochs", type=int, default=10, help="inner-loop epochs (paper: 10)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-score", action="store_true", help="time training only")
     args = parser.parse_args()
 
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from sealflow.base_model import BuildSettings, build_base_model
     from sealflow.devices import resolve_placement
-    from sealflow.inner_loop import TrainPlan, run_shard
-    from sealflow.lora import LoraSettings, TrainExample, TrainSettings
+    from sealflow.lora import LoraSettings
     from sealflow.modeling import load_model, load_tokenizer
     from sealflow.worldgen import generate_entries
 
+    groups = [int(g) for g in args.groups.split(",") if g.strip()]
+    edits = args.edits or 16
+    authors_edits = args.authors_edits or (1 if args.quick else 4)
+    seq_edits = args.sequential_edits or (4 if args.quick else edits)
+    max_new_tokens = 8 if args.quick else 16
+    score = not args.no_score
     work = Path(tempfile.mkdtemp(prefix="bench-inner-"))
+    started_all = time.perf_counter()
     model_path = args.model
     if model_path is None:
         model_path = str(work / "model")
         corpus = [f"{e.passage.title}\n{e.passage.context}" for e in generate_entries(300, 7)]
-        build_base_model(model_path, BuildSettings(vocab_size=800, hidden_size=64, num_layers=2, num_heads=2,
-                                                   num_kv_heads=1, intermediate_size=128, pretrain_steps=20,
-                                                   batch_size=8, seq_len=64), corpus, seed=0)
+        # The demo config's architecture (config/config.yaml); brief pretraining: timing only.
+        build_base_model(model_path, BuildSettings(vocab_size=2000, hidden_size=128, num_layers=4, num_heads=4,
+                                                   num_kv_heads=2, intermediate_size=384, max_position_embeddings=2048,
+                                                   pretrain_steps=10, batch_size=8, seq_len=64), corpus, seed=0)
     placement = resolve_placement(args.device)
-    lora = LoraSettings(r=8, alpha=16, target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
-    entries = generate_entries(args.edits, 11)
-
-    def plans(root: Path) -> list[TrainPlan]:
-        import random
-
-        rng = random.Random(0)
-        return [TrainPlan(edit_id=f"e{i}", repeat=0, out_dir=str(root / f"e{i}"),
-                          examples=[TrainExample(t) for t in e.restatements(rng) + [e.passage.context]],
-                          settings=TrainSettings(epochs=5, lr=1e-3, batch_size=4, seed=i))
-                for i, e in enumerate(entries)]
-
-    started = time.perf_counter()
+    device = placement.device
     model, tok = load_model(model_path, placement), load_tokenizer(model_path)
-    run_shard(model, tok, "bench", plans(work / "sharded"), lora)
-    sharded = (time.perf_counter() - started) / args.edits
-    del model
+    lora = LoraSettings(r=32, alpha=64, dropout=0.0, target_modules=TARGETS)
+    entries = generate_entries(max(edits, seq_edits, authors_edits), 11)
+    peak = Peak(device)
+    results: list[Result] = []
+    print(f"device={device} dtype={placement.dtype} threads={torch.get_num_threads()} model={model_path} "
+          f"params={sum(p.numel() for p in model.parameters())} lora r={lora.r} alpha={lora.alpha} "
+          f"targets={len(TARGETS)} epochs={args.epochs} batch=1 lr=1e-3", flush=True)
 
-    started = time.perf_counter()
-    for plan in plans(work / "per-edit"):
-        model, tok = load_model(model_path, placement), load_tokenizer(model_path)
-        run_shard(model, tok, "bench", [plan], lora)
-        del model
-    per_edit = (time.perf_counter() - started) / args.edits
+    for max_length in (2048, 256):
+        plans, _ = build_plans(work / f"authors-{max_length}", entries[:authors_edits], args.epochs)
+        peak.reset()
+        seconds, tokens, processed = authors_recipe(model, tok, plans, lora, max_length, work, device)
+        results.append(Result(f"authors (Trainer, pad {max_length})", len(plans), seconds, tokens, processed, peak.read_mb()))
+        print(f"  {results[-1].name}: {results[-1].per_edit:.3f} s/edit over {len(plans)} edit(s)", flush=True)
 
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"device={placement.device} dtype={placement.dtype} model={model_path} edits={args.edits}")
-    print(f"sharded inner loop (model loaded once): {sharded:.3f} s per edit")
-    print(f"baseline (model loaded per edit):       {per_edit:.3f} s per edit")
-    print(f"speed-up of sharding: {per_edit / sharded:.2f}x   peak RSS: {peak_mb:.0f} MiB")
+    plans, questions = build_plans(work / "sequential", entries[:seq_edits], args.epochs)
+    real = planned_tokens(tok, plans)
+    peak.reset()
+    seconds = sequential(model, tok, plans, lora, device)
+    res = Result("sealflow sequential (run_shard)", len(plans), seconds, real, real, peak.read_mb())
+    if score:
+        res.score_seconds = score_sequential(model, tok, plans, questions, device, max_new_tokens)
+    results.append(res)
+    print(f"  {res.name}: {res.per_edit:.3f} s/edit over {len(plans)} edits", flush=True)
+
+    for group in groups:
+        plans, questions = build_plans(work / f"batched-{group}", entries[:edits], args.epochs)
+        peak.reset()
+        seconds, real = batched(model, tok, plans, lora, group, device)
+        res = Result(f"sealflow batched G={group}", len(plans), seconds, real, real, peak.read_mb())
+        if score:
+            res.score_seconds = score_batched(model, tok, plans, questions, lora, device, max_new_tokens)
+        results.append(res)
+        print(f"  {res.name}: {res.per_edit:.3f} s/edit over {len(plans)} edits", flush=True)
+
+    peak_tflops = bf16_peak_tflops(device) if device.type == "cuda" else None
+    n_params = non_embedding_params(model)
+    print()
+    header = f"{'variant':36} {'edits':>5} {'train s/edit':>12} {'score s/edit':>12} {'tokens/s':>9} {'pad waste':>9} {'peak MiB':>9}"
+    if peak_tflops:
+        header += f" {'MFU':>6}"
+    print(header)
+    for r in results:
+        score_txt = f"{r.score_seconds / r.edits:12.3f}" if r.score_seconds is not None else f"{'n/a':>12}"
+        line = (f"{r.name:36} {r.edits:5d} {r.per_edit:12.3f} {score_txt} {r.tokens / r.seconds:9.0f} "
+                f"{1 - r.tokens / max(1, r.processed):9.1%} {r.peak_mb:9.0f}")
+        if peak_tflops:
+            line += f" {4 * n_params * r.tokens / r.seconds / 1e12 / peak_tflops:6.1%}"
+        print(line)
+    if peak_tflops:
+        print(f"bf16 matmul peak measured: {peak_tflops:.1f} TFLOP/s")
+    authors_2048 = next(r for r in results if r.name == "authors (Trainer, pad 2048)")
+    authors_256 = next(r for r in results if r.name == "authors (Trainer, pad 256)")
+    seq = next(r for r in results if r.name.startswith("sealflow sequential"))
+    batch = [r for r in results if r.name.startswith("sealflow batched")]
+    best = min(batch, key=lambda r: r.per_edit)
+    print(f"timings: train + save per edit (score: {'greedy answers, timed separately' if score else 'not timed'}; "
+          f"authors' scoring uses vLLM and is not timed); authors timed on {authors_2048.edits} edit(s), "
+          f"sequential on {seq.edits}, batched on {best.edits}; total run {time.perf_counter() - started_all:.0f} s")
+    print(f"best batched: {best.name}; vs authors pad 256: {authors_256.per_edit / best.per_edit:.1f}x")
+    if score and seq.score_seconds and best.score_seconds:
+        print(f"scoring, batched vs per-adapter peft: {seq.score_seconds / seq.edits / (best.score_seconds / best.edits):.1f}x")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"batched vs authors: {authors_2048.per_edit / best.per_edit:.1f}x, "
+          f"batched vs sequential: {seq.per_edit / best.per_edit:.1f}x")
 
 
 if __name__ == "__main__":

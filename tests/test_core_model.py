@@ -70,3 +70,27 @@ def test_hf_backend_greedy_is_deterministic_and_adapter_changes_output(tiny_mode
     assert out[0] == out[2] and out[0] != out[1]
     sampled = backend.generate([GenerationRequest("The", n=3, max_new_tokens=6, temperature=1.0, top_p=0.9, seed=1)])
     assert len(sampled[0]) == 3
+
+
+def test_hf_backend_answers_base_requests_without_adapters_in_any_order(tiny_model_dir, tmp_path):
+    """peft injects LoRA layers into the model in place: a base request after an adapter
+    request must still be answered by the base model (else every reward would be 0)."""
+    import itertools
+
+    placement = resolve_placement("cpu")
+    tok = load_tokenizer(tiny_model_dir)
+    model = load_model(tiny_model_dir, placement)
+    paths = []
+    for i, text in enumerate(["zzz qqq zzz qqq zzz", "kol vap kol vap kol"]):
+        peft_model, _ = train_lora(model, tok, [TrainExample(text)] * 8, LoraSettings(r=8, alpha=32),
+                                   TrainSettings(epochs=10, lr=5e-2, batch_size=8, seed=i))
+        save_adapter(peft_model, tmp_path / f"a{i}", {})
+        model = peft_model.unload()
+        paths.append(str(tmp_path / f"a{i}"))
+    backend = make_backend(str(tiny_model_dir), placement, BackendSettings(name="hf"))
+    alone = {key: backend.generate([GenerationRequest("The city", adapter=key, max_new_tokens=8)])[0]
+             for key in (None, *paths)}
+    assert len({tuple(v) for v in alone.values()}) == 3  # the adapters visibly change the answer
+    for order in itertools.permutations((None, *paths)):
+        out = backend.generate([GenerationRequest("The city", adapter=key, max_new_tokens=8) for key in order])
+        assert out == [alone[key] for key in order], order

@@ -107,3 +107,16 @@ def test_evaluation_table(fewshot_run):
     assert oracle["valid"].astype(str).eq("True").all()  # the fixed grid trains for real
     train_ids = {json.loads(x)["id"] for x in (fs / "data/train.jsonl").read_text().splitlines()}
     assert not set(oracle["input_id"]) & train_ids
+
+
+def test_changed_task_selection_reruns_preparation_and_downstream(fewshot_run):
+    """Same run name, other tasks: the prepared tasks and everything built on them are redone."""
+    from workflow import planned_jobs
+
+    fs, cfg = fewshot_run
+    work = fs.parents[2]
+    (work / "other-tasks.yaml").write_text(yaml.safe_dump({"fewshot": {"data": {"seed": 12345}}}))
+    jobs = planned_jobs(work, "--configfile", "config/test-fewshot.yaml", "other-tasks.yaml")
+    for rule in ("fewshot_prepare_tasks", "fewshot_generate_self_edits", "fewshot_inner_loop", "fewshot_eval_summary"):
+        assert jobs.get(rule), f"{rule} would reuse results built from other tasks: {jobs}"
+    assert "base_model" not in jobs

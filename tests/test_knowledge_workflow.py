@@ -37,8 +37,9 @@ def test_targeting_one_round_plans_only_what_it_needs(tmp_path):
     cfg = _test_config()["knowledge"]
     shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
     jobs = planned_jobs(workdir, "results/test/knowledge/round1/filtered.jsonl", *CFG)
-    assert jobs == {"base_model": 1, "knowledge_prepare_passages": 1, "knowledge_generate_self_edits": shards, "knowledge_inner_loop": shards,
-                    "knowledge_score_adapters": shards, "knowledge_rewards": 1, "restem_filter": 1}
+    assert jobs == {"base_model": 1, "knowledge_prepare_passages": 1, "knowledge_generate_self_edits": shards,
+                    "knowledge_inner_loop": shards, "knowledge_score_adapters": shards, "knowledge_rewards": 1,
+                    "restem_filter": 1}
 
 
 def test_full_run_produces_every_artifact(finished_run):
@@ -129,3 +130,34 @@ def test_paper_config_plans_fifty_passages_times_five(tmp_path):
     rounds = paper["rounds"]
     for rule in ("knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters"):
         assert jobs[rule] == shards * rounds
+
+
+def _overlay(workdir: Path, name: str, cfg: dict) -> tuple[str, ...]:
+    (workdir / name).write_text(yaml.safe_dump(cfg))
+    return (*CFG, name)  # a later --configfile updates the earlier ones key by key
+
+
+def test_a_changed_data_setting_reruns_preparation_and_everything_downstream(finished_run):
+    """The run name stays; the data it names changed: nothing may be reused."""
+    changed = _overlay(finished_run, "other-data.yaml", {"knowledge": {"data": {"seed": 99}}})
+    jobs = planned_jobs(finished_run, *changed)
+    assert jobs["knowledge_prepare_passages"] == 1
+    for rule in ("knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters",
+                 "knowledge_heldout_summary"):
+        assert jobs.get(rule), f"{rule} would reuse results built from other data: {jobs}"
+    # A local data file is an input: editing it reruns preparation too.
+    data = finished_run / "passages.json"
+    from sealflow.worldgen import generate_passages
+
+    data.write_text(json.dumps([p.to_dict() for p in generate_passages(12, 7)]))
+    local = _overlay(finished_run, "local-data.yaml", {"knowledge": {"data": {"source": "passages_json",
+                                                                               "path": "passages.json"}}})
+    assert planned_jobs(finished_run, *local)["knowledge_prepare_passages"] == 1
+
+
+def test_a_changed_grader_rescores_without_regenerating_or_retraining(finished_run):
+    changed = _overlay(finished_run, "em.yaml", {"knowledge": {"scoring": {"grader": "em"}}})
+    jobs = planned_jobs(finished_run, *changed)
+    assert jobs.get("knowledge_score_adapters"), jobs
+    assert not {"knowledge_prepare_passages", "knowledge_generate_self_edits", "knowledge_inner_loop",
+                "base_model"} & set(jobs), jobs

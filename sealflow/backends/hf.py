@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from peft import PeftModel
@@ -30,9 +31,23 @@ class HFBackend:
         self._loaded: dict[str, str] = {}  # adapter path -> adapter name
 
     # -- adapters -------------------------------------------------------------------
-    def _use_adapter(self, path: str | None) -> torch.nn.Module:
-        if path is None:
-            return self.model
+    @contextlib.contextmanager
+    def _active(self, path: str | None) -> Iterator[torch.nn.Module]:
+        """The model with adapter ``path`` on, or the base model with every adapter off.
+
+        ``PeftModel.from_pretrained`` injects LoRA layers into ``self.model`` in place, so
+        once any adapter is loaded a base request must switch them off explicitly; else it
+        would be answered with the last adapter, whatever the order of the requests.
+        """
+        if path is not None:
+            yield self._use_adapter(path)
+        elif self._peft is None:
+            yield self.model
+        else:
+            with self._peft.disable_adapter():
+                yield self._peft
+
+    def _use_adapter(self, path: str) -> torch.nn.Module:
         if path not in self._loaded:
             name = f"a{len(self._loaded)}"
             if self._peft is None:
@@ -91,7 +106,8 @@ class HFBackend:
         return totals
 
     def _choose(self, request: GenerationRequest) -> list[str]:
-        scores = self.choice_logprobs(self._use_adapter(request.adapter), request.prompt, request.choices)
+        with self._active(request.adapter) as model:
+            scores = self.choice_logprobs(model, request.prompt, request.choices)
         picks = draw_choices(scores, request.n, request.temperature, request.top_p, request.seed)
         return [request.choices[i] for i in picks]
 
@@ -111,13 +127,13 @@ class HFBackend:
             for index in guided:
                 results[index] = self._choose(requests[index])
             for key, indices in groups.items():
-                model = self._use_adapter(key[0])
                 size = max(1, self.settings.batch_size // max(1, key[1]))
-                for start in range(0, len(indices), size):
-                    chunk = indices[start : start + size]
-                    outs = self._run(model, [requests[i].prompt for i in chunk], requests[chunk[0]])
-                    for i, texts in zip(chunk, outs):
-                        results[i] = texts
+                with self._active(key[0]) as model:
+                    for start in range(0, len(indices), size):
+                        chunk = indices[start : start + size]
+                        outs = self._run(model, [requests[i].prompt for i in chunk], requests[chunk[0]])
+                        for i, texts in zip(chunk, outs):
+                            results[i] = texts
         finally:
             self._drop_adapters()
         return [r if r is not None else [] for r in results]
