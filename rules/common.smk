@@ -195,7 +195,7 @@ def kh_targets():
     """The summary tables and every continual matrix (the report plots one per method)."""
     if not kh_enabled():
         return []
-    return [f"{KH}/summary.csv", f"{KH}/table.csv", f"{KH}/forgetting.csv", *kh_matrix_files()]
+    return [f"{KH}/summary.csv", f"{KH}/table.csv", f"{KH}/forgetting.csv", f"{KH}/effects.csv", *kh_matrix_files()]
 
 
 # ---- few-shot ARC: held-out evaluation --------------------------------------------------
@@ -249,7 +249,8 @@ def report_targets():
             targets += [f"{REP}/{domain}/reward_distribution.svg", f"{REP}/{domain}/positive_fraction.svg"]
             targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds_of(domain)]
     if kh_enabled():
-        targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html"]
+        targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html",
+                    f"{REP}/knowledge/heldout_effects.svg"]
         targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in kh_continual_methods()]
     if fs_eval_targets():
         targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]

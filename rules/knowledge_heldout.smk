@@ -108,6 +108,13 @@ rule knowledge_heldout_summary:
             subcategory="Held-out evaluation",
             labels={"figure": "forgetting.csv"},
         ),
+        effects=report(
+            f"{KH}/effects.csv",
+            caption="../report/heldout_effects.rst",
+            category="Knowledge incorporation",
+            subcategory="Held-out evaluation",
+            labels={"figure": "effects.csv"},
+        ),
     params:
         stage="knowledge_heldout.summary",
         settings=uses("seed", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),

@@ -64,6 +64,7 @@ rule report_examples:
 rule report_heldout:
     input:
         summary=f"{KN}/heldout/summary.csv",
+        effects=f"{KN}/heldout/effects.csv",
     output:
         plot=report(
             f"{REP}/knowledge/heldout_accuracy.svg",
@@ -78,6 +79,13 @@ rule report_heldout:
             category=DOMAIN_TITLES["knowledge"],
             subcategory="Held-out evaluation",
             labels={"figure": "summary table (HTML)"},
+        ),
+        effects_plot=report(
+            f"{REP}/knowledge/heldout_effects.svg",
+            caption="../report/heldout_effects_plot.rst",
+            category=DOMAIN_TITLES["knowledge"],
+            subcategory="Held-out evaluation",
+            labels={"figure": "paired differences"},
         ),
     params:
         stage="report.heldout",

@@ -206,9 +206,15 @@ def load_adapter_weights(path: str | Path, device: torch.device | str | None = N
 
 # -- stacked LoRA forward -----------------------------------------------------------
 class _Stack:
-    """The LoRA weights of G adapters as one ``[G, P]`` tensor (every module's ``A`` and
-    ``B`` flattened side by side), so the optimizer updates all modules with a handful of
-    tensor ops per step; ``A(name)`` / ``B(name)`` are ``[G, r, in]`` / ``[G, out, r]`` views."""
+    """The LoRA weights of G adapters in one ``[G, P]`` buffer (every module's ``A`` and
+    ``B`` flattened side by side), plus a gradient buffer of the same shape.
+
+    ``leaf(key)`` is a ``[G, r, in]`` / ``[G, out, r]`` view of the buffer that autograd
+    treats as a leaf; its ``.grad`` is a view of the gradient buffer, which autograd
+    accumulates into in place. So the optimizer updates every module of every adapter
+    with a handful of tensor ops per step, and backward never materialises a gradient
+    for the whole buffer per module (which a slice of one ``requires_grad`` buffer would).
+    """
 
     def __init__(self, model: torch.nn.Module, adapters: Sequence[AdapterWeights], device: torch.device,
                  requires_grad: bool):
@@ -223,12 +229,26 @@ class _Stack:
             self.layout[key] = (offset, first[key].shape)
             offset += first[key].numel()
         self.flat = torch.stack([torch.cat([w[k].reshape(-1) for k in keys]) for w in adapters]).to(device)
-        self.flat.requires_grad_(requires_grad)
+        self.grad = torch.zeros_like(self.flat) if requires_grad else None
+        self.leaves: dict[str, torch.Tensor] = {}
+        for key in keys:
+            leaf = self._view(self.flat, key)
+            if requires_grad:
+                leaf.requires_grad_(True)
+                leaf.grad = self._view(self.grad, key)
+            self.leaves[key] = leaf
         self.modules = {name: model.get_submodule(name) for name in self.names}
 
-    def view(self, key: str) -> torch.Tensor:
+    def _view(self, buffer: torch.Tensor, key: str) -> torch.Tensor:
         offset, shape = self.layout[key]
-        return self.flat[:, offset : offset + shape.numel()].view(self.flat.shape[0], *shape)
+        return buffer[:, offset : offset + shape.numel()].view(buffer.shape[0], *shape)
+
+    def check_grads(self) -> None:
+        """Autograd must have accumulated into the buffer (it replaces a ``.grad`` it cannot
+        add to in place, e.g. one of another layout)."""
+        for key, leaf in self.leaves.items():
+            if leaf.grad is None or leaf.grad.data_ptr() != self._view(self.grad, key).data_ptr():
+                raise RuntimeError(f"gradient of {key} left the shared gradient buffer")
 
     def weights(self, slot: int) -> AdapterWeights:
         row = self.flat[slot].detach()
@@ -270,8 +290,8 @@ class _StackedLora:
             self.slots = torch.tensor(list(row_slots), device=device)
 
     def _hook(self, name: str, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        a = self.stack.view(_key(name, "A")).index_select(0, self.slots)  # [groups, r, in]
-        b = self.stack.view(_key(name, "B")).index_select(0, self.slots)  # [groups, out, r]
+        a = self.stack.leaves[_key(name, "A")].index_select(0, self.slots)  # [groups, r, in]
+        b = self.stack.leaves[_key(name, "B")].index_select(0, self.slots)  # [groups, out, r]
         # As peft: the input is cast to the adapter's dtype (autocast, if on, then picks bf16).
         xs = x.reshape(self.slots.shape[0], -1, x.shape[-1]).to(a.dtype)
         delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
@@ -290,14 +310,15 @@ class _StackedLora:
 
 # -- stacked AdamW ------------------------------------------------------------------
 class StackedAdamW:
-    """AdamW over a ``[G, ...]`` tensor with a learning rate, step count and active mask per
-    adapter row; per row it is ``torch.optim.AdamW(params, lr=lr, weight_decay=0.0)``
-    (betas 0.9/0.999, eps 1e-8), the optimizer of :func:`sealflow.lora.train_loop`."""
+    """AdamW over a ``[G, ...]`` tensor (and its gradient) with a learning rate, step count
+    and active mask per adapter row; per row it is ``torch.optim.AdamW(params, lr=lr,
+    weight_decay=0.0)`` (betas 0.9/0.999, eps 1e-8), the optimizer of ``train_loop``."""
 
-    def __init__(self, param: torch.Tensor, lrs: Sequence[float], betas=(0.9, 0.999), eps: float = 1e-8):
-        if param.shape[0] != len(lrs):
-            raise ValueError(f"{len(lrs)} learning rates for {param.shape[0]} adapters")
-        self.param, self.lrs = param, list(lrs)
+    def __init__(self, param: torch.Tensor, grad: torch.Tensor, lrs: Sequence[float], betas=(0.9, 0.999),
+                 eps: float = 1e-8):
+        if param.shape[0] != len(lrs) or grad.shape != param.shape:
+            raise ValueError(f"{len(lrs)} learning rates / gradient {tuple(grad.shape)} for {tuple(param.shape)}")
+        self.param, self.grad, self.lrs = param, grad, list(lrs)
         self.betas, self.eps = betas, eps
         self.steps = [0] * len(self.lrs)
         self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -309,7 +330,7 @@ class StackedAdamW:
         weights, moments, step counts and gradients of every other adapter stay untouched."""
         if not slots:
             return
-        p, beta1, beta2 = self.param, *self.betas
+        p, grad, beta1, beta2 = self.param, self.grad, *self.betas
         for slot in slots:
             self.steps[slot] += 1
         # The double-precision scalars torch's AdamW computes, one per adapter, rounded to
@@ -318,8 +339,8 @@ class StackedAdamW:
         neg_step = torch.tensor([-self.lrs[s] / (1 - beta1 ** self.steps[s]) for s in slots], dtype=p.dtype).view(shape)
         bc2_sqrt = torch.tensor([(1 - beta2 ** self.steps[s]) ** 0.5 for s in slots], dtype=p.dtype).view(shape)
         neg_step, bc2_sqrt = neg_step.to(p.device, non_blocking=True), bc2_sqrt.to(p.device, non_blocking=True)
-        grad = p.grad if p.grad is not None else torch.zeros_like(p)
-        full = len(slots) == p.shape[0] and list(slots) == list(range(p.shape[0]))
+        full = sorted(slots) == list(range(p.shape[0]))
+        slots = sorted(slots) if full else list(slots)
         if full:
             g, m, v, w = grad, self.exp_avg, self.exp_avg_sq, p
         else:
@@ -330,14 +351,12 @@ class StackedAdamW:
         denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
         w.add_(neg_step * m / denom)  # torch: param.addcdiv_(exp_avg, denom, value=-step_size)
         if full:
-            if p.grad is not None:
-                p.grad.zero_()
+            grad.zero_()
             return
         self.exp_avg.index_copy_(0, index, m)
         self.exp_avg_sq.index_copy_(0, index, v)
         p.index_copy_(0, index, w)
-        if p.grad is not None:
-            p.grad.index_fill_(0, index, 0.0)
+        grad.index_fill_(0, index, 0.0)
 
 
 # -- training -----------------------------------------------------------------------
@@ -451,7 +470,7 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
             for p in model.parameters():
                 p.requires_grad_(False)
             stack = _Stack(model, [inits[j.index] for j in jobs], device, requires_grad=True)
-            optimizer = StackedAdamW(stack.flat, [j.settings.lr for j in jobs])
+            optimizer = StackedAdamW(stack.flat, stack.grad, [j.settings.lr for j in jobs])
             patch = _StackedLora(stack, lora.alpha / lora.r)
             recorded = _run_steps(model, patch, optimizer, jobs, device, pad_id)
             values = torch.cat(recorded).tolist() if recorded else []  # the one host sync for all losses
@@ -509,6 +528,8 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
             per_adapter = torch.zeros(len(active), device=device, dtype=tok_loss.dtype)
             per_adapter = per_adapter.index_add(0, token_pos.to(device), tok_loss) / counts.to(device)
             (per_adapter / accum.to(device)).sum().backward()
+            if t == 0:
+                patch.stack.check_grads()
             recorded.append(per_adapter.detach())
             stepping = []
             for pos, job in enumerate(active):

@@ -52,3 +52,19 @@ def mean_interval(values: Sequence[float], bootstrap_samples: int = 2000,
         return (mean, lo, hi, "wilson")
     lo, hi = bootstrap_interval(values, bootstrap_samples, seed)
     return (mean, lo, hi, "bootstrap")
+
+
+def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], samples: int = 2000, seed: int = 0,
+                              level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired units (the same questions) and its percentile bootstrap interval.
+
+    Resampling the units, not the two methods independently, keeps what the pair shares
+    (a hard question is hard for both), so the interval is that of the difference itself.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired scores differ in length: {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b)]
+    if not diffs:
+        return (float("nan"), float("nan"), float("nan"))
+    lo, hi = bootstrap_interval(diffs, samples, seed, level)
+    return (sum(diffs) / len(diffs), lo, hi)

@@ -256,3 +256,28 @@ def test_tiny_real_run_of_every_setting(tiny_model_dir) -> None:
     assert matrix[0][passages[1].id] == "" and matrix[1][passages[1].id] != ""
     row = summary_row("base_self_edits", "continual", cont)
     assert row["n_questions"] == n_questions and 0.0 <= row["accuracy"] <= 1.0
+
+
+# ---------------------------------------------------------------- paired effects
+
+
+def test_paired_difference_has_the_sign_of_method_minus_baseline() -> None:
+    from sealflow.knowledge.heldout.summary import effect_pairs, effect_rows
+    from sealflow.stats import paired_bootstrap_interval
+
+    better = [1.0] * 30 + [0.0] * 10
+    worse = [1.0] * 10 + [0.0] * 30
+    diff, lo, hi = paired_bootstrap_interval(better, worse, samples=500)
+    assert diff == pytest.approx(0.5) and 0 < lo <= diff <= hi
+    # Pairing matters: the same scores shifted by one question per pair share nothing.
+    assert paired_bootstrap_interval([0.5] * 8, [0.5] * 8, samples=200) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="length"):
+        paired_bootstrap_interval([1.0], [1.0, 0.0])
+    assert effect_pairs(["round3", "base", "passage", "base_self_edits", "round2"]) == [
+        ("passage", "base"), ("base_self_edits", "passage"), ("round2", "base_self_edits"),
+        ("round3", "round2"), ("round3", "base")]
+    keys = [(f"p{i // 5}", i % 5) for i in range(40)]
+    scores = {"base": dict(zip(keys, worse)), "passage": dict(zip(keys, better))}
+    (row,) = effect_rows("single", scores, bootstrap_samples=300)
+    assert row["pair"] == "passage - base" and row["difference"] == pytest.approx(0.5) and row["n_questions"] == 40
+    assert row["ci95_low"] > 0

@@ -200,7 +200,7 @@ def test_cost_overview_from_benchmark_files(tmp_path: Path) -> None:
     fig = plots.cost_overview(summary)
     text = _texts(fig)
     assert "inner_loop [knowledge]" in text and "12.0s / 2 jobs" in text and "650 MB" in text
-    stages.cost(benchmarks_root=root, patterns={}, plot_out=tmp_path / "cost.svg", table_out=tmp_path / "cost.html")
+    stages.cost(benchmarks=root, patterns={}, plot=tmp_path / "cost.svg", table=tmp_path / "cost.html")
     assert "inner_loop" in (tmp_path / "cost.html").read_text()
     assert "no benchmark files" in _texts(plots.cost_overview(benchmarks.summarize_benchmarks(
         benchmarks.load_benchmarks(tmp_path / "missing"))))
@@ -234,7 +234,7 @@ def test_examples_stage_on_files(tmp_path: Path) -> None:
     (tmp_path / "filtered.jsonl").write_text(json.dumps({"edit_id": edits[0]["id"], "prompt": "P",
                                                          "completion": "x", "reward": 0.2}) + "\n")
     out = tmp_path / "examples.html"
-    stages.examples(domain="knowledge", rnd=1, rewards=tmp_path / "rewards.csv", edits=[tmp_path / "shard0.jsonl"],
+    stages.examples(domain="knowledge", r=1, rewards=tmp_path / "rewards.csv", edits=[tmp_path / "shard0.jsonl"],
                     filtered=tmp_path / "filtered.jsonl", out=out, n=1)
     page = out.read_text()
     assert "Knowledge incorporation, round 1: best and worst self-edits" in page
@@ -244,10 +244,27 @@ def test_examples_stage_on_files(tmp_path: Path) -> None:
 def test_summary_tables_as_html(tmp_path: Path) -> None:
     summary = heldout_summary()
     summary.to_csv(tmp_path / "summary.csv", index=False)
-    stages.heldout(summary=tmp_path / "summary.csv", plot_out=tmp_path / "heldout.svg", table_out=tmp_path / "heldout.html")
+    pd.DataFrame([{"pair": "passage - base", "setting": "single", "difference": 0.1, "ci95_low": 0.05,
+                   "ci95_high": 0.15}]).to_csv(tmp_path / "effects.csv", index=False)
+    stages.heldout(summary=tmp_path / "summary.csv", effects=tmp_path / "effects.csv", plot=tmp_path / "heldout.svg",
+                   table=tmp_path / "heldout.html", effects_plot=tmp_path / "effects.svg")
+    assert (tmp_path / "effects.svg").read_text().startswith("<?xml")
     page = (tmp_path / "heldout.html").read_text()
     assert "<th>ci95_low</th>" in page and "base_self_edits" in page and "0.470" in page
     assert (tmp_path / "heldout.svg").stat().st_size > 2000
     formatted = tables.format_summary(summary)
     assert str(formatted["round"].dtype) == "Int64"
     assert "No rows." in tables.frame_html(pd.DataFrame(), "empty")
+
+
+def test_paired_effects_plot_marks_intervals_that_exclude_zero():
+    data = pd.DataFrame([
+        {"pair": "passage - base", "setting": "single", "difference": 0.1, "ci95_low": 0.05, "ci95_high": 0.15},
+        {"pair": "round3 - base_self_edits", "setting": "single", "difference": 0.02, "ci95_low": -0.01,
+         "ci95_high": 0.05},
+    ])
+    fig = plots.paired_effects(data)
+    colors = [line.get_color() for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert colors == [plots.PALETTE[0], "0.55"]
+    empty = plots.paired_effects(pd.DataFrame())
+    assert "no paired differences" in empty.axes[0].texts[0].get_text()

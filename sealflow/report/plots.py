@@ -370,3 +370,31 @@ def cost_overview(summary: pd.DataFrame, title: str = "Cost per rule") -> Figure
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def paired_effects(effects: pd.DataFrame, title: str = "Paired differences") -> Figure:
+    """Each (method - baseline) difference per setting with its 95% interval; a line at 0.
+
+    An interval that does not cross the line is an effect on these questions, not noise.
+    """
+    if effects.empty or "difference" not in effects.columns:
+        return message_figure(title, "no paired differences")
+    data = effects.copy()
+    for col in ("difference", "ci95_low", "ci95_high"):
+        data[col] = pd.to_numeric(data[col], errors="coerce")
+    data["label"] = data["pair"].astype(str) + " (" + data["setting"].astype(str) + ")"
+    fig = Figure(figsize=(7.5, 0.45 * len(data) + 1.6))
+    ax = fig.add_subplot()
+    y = np.arange(len(data))[::-1]
+    low = (data["difference"] - data["ci95_low"]).clip(lower=0).to_numpy()
+    high = (data["ci95_high"] - data["difference"]).clip(lower=0).to_numpy()
+    excludes_zero = ((data["ci95_low"] > 0) | (data["ci95_high"] < 0)).to_numpy()
+    colors = [PALETTE[0] if e else "0.55" for e in excludes_zero]
+    for yi, d, lo, hi, c in zip(y, data["difference"], low, high, colors):
+        ax.errorbar(d, yi, xerr=[[lo], [hi]], fmt="o", color=c, capsize=3)
+    ax.axvline(0, color="0.3", linewidth=1)
+    ax.set_yticks(y, data["label"])
+    ax.set_xlabel("difference in accuracy, 95% interval (dark: excludes 0, grey: does not)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -16,8 +16,9 @@ from ..knowledge.heldout.methods import EXTERNAL, heldout_config, needs_self_edi
 from ..knowledge.heldout.run import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt,
                                      evaluate_single, sample_heldout_edits)
 from ..knowledge.heldout.settings import EvalSettings, sampling_config
-from ..knowledge.heldout.summary import (FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS, accuracy_before,
-                                         continual_matrix, forgetting_rows, sort_summary, summary_row, wide_table)
+from ..knowledge.heldout.summary import (EFFECT_COLUMNS, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS,
+                                         accuracy_before, continual_matrix, effect_rows, final_rows, forgetting_rows,
+                                         per_question_map, sort_summary, summary_row, wide_table)
 from ..knowledge.sampling import SamplingSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import write_meta
@@ -91,8 +92,9 @@ def _read_rows(path: str) -> list[dict]:
 
 def summary(config: dict, *, rows: Sequence[str], matrices: Sequence[str], pairs: Sequence[Sequence[str]],
             models: Sequence[str], writers: Sequence[str], matrix_methods: Sequence[str], summary: str, table: str,
-            forgetting: str) -> None:
-    """``summary.csv`` (long), ``table.csv`` (the paper's layout) and ``forgetting.csv``.
+            forgetting: str, effects: str) -> None:
+    """``summary.csv`` (long), ``table.csv`` (the paper's layout), ``forgetting.csv`` and
+    ``effects.csv`` (paired differences between methods on the same questions).
 
     ``matrix_paths[i]`` is the continual matrix of ``matrix_methods[i]``; its step-0 rows
     (accuracy before any update) are read from the matching continual row file.
@@ -113,6 +115,14 @@ def summary(config: dict, *, rows: Sequence[str], matrices: Sequence[str], pairs
         before = accuracy_before(_read_rows(continual_rows[method])) if method in continual_rows else None
         forgetting += forgetting_rows(method, matrix, order, before)
     write_csv(forgetting_out, forgetting, FORGETTING_COLUMNS)
+    effect_table = []
+    for setting in dict.fromkeys(s for s, _ in pairs):
+        scores = {method: per_question_map(final_rows(_read_rows(path)) if setting == "continual" else _read_rows(path))
+                  for (s, method), path in zip(pairs, row_paths) if s == setting}
+        effect_table += effect_rows(setting, scores, n_boot, config["seed"])
+    write_csv(effects, effect_table, EFFECT_COLUMNS)
+    write_meta(effects, config, interval="95% percentile bootstrap of the mean paired difference, resampling questions",
+               pairs="each method against the one before it in table order; the last round against base")
     for path in (summary_out, table_out, forgetting_out):
         write_meta(path, config, grader=EvalSettings.from_config(config).scoring.grader,
                    interval="95%: Wilson for 0/1 per-question scores, else percentile bootstrap over questions",

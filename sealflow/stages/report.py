@@ -45,8 +45,10 @@ def examples(*, domain: str, r: int, rewards: PathLike, edits: Sequence[PathLike
     log.info("%d examples written to %s", len(picked), out)
 
 
-def heldout(*, summary: PathLike, plot: PathLike, table: PathLike) -> None:
-    """Held-out knowledge accuracy by method and setting: chart and table."""
+def heldout(*, summary: PathLike, effects: PathLike, plot: PathLike, table: PathLike, effects_plot: PathLike) -> None:
+    """Held-out knowledge accuracy by method and setting (chart and table) and the paired differences."""
+    plots.save_figure(plots.paired_effects(pd.read_csv(effects), "Knowledge incorporation: paired differences"),
+                      effects_plot)
     data = pd.read_csv(summary)
     plots.save_figure(plots.heldout_accuracy(data, "Knowledge incorporation: held-out accuracy"), plot)
     write_text(table, tables.frame_html(tables.format_summary(data), "Held-out accuracy by method and setting",

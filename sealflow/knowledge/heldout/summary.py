@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ...stats import mean_interval
-from .methods import SETTINGS, method_order, method_round
+from ...stats import mean_interval, paired_bootstrap_interval
+from .methods import BASE, SETTINGS, method_order, method_round
 
 ROW_COLUMNS = ["method", "setting", "round", "step", "repeat", "sample", "passage_index", "input_id",
                "question_index", "question", "gold", "answer", "score", "valid", "reason"]
 SUMMARY_COLUMNS = ["method", "setting", "round", "accuracy", "ci95_low", "ci95_high", "n_questions",
                    "n_scores", "ci_method", "adapted_model", "self_edit_writer"]
 FORGETTING_COLUMNS = ["method", "passage", "input_id", "before", "just_learnt", "at_end", "forgetting"]
+EFFECT_COLUMNS = ["pair", "method", "baseline", "setting", "difference", "ci95_low", "ci95_high", "n_questions",
+                  "ci_method"]
 
 
 def _question_key(row: Mapping[str, Any]) -> tuple[str, int]:
@@ -45,6 +47,39 @@ def summary_row(method: str, setting: str, rows: Sequence[Mapping[str, Any]], ad
     return {"method": method, "setting": setting, "round": "" if rnd is None else rnd,
             "accuracy": mean, "ci95_low": lo, "ci95_high": hi, "n_questions": len(scores),
             "n_scores": len(counted), "ci_method": how, "adapted_model": adapted, "self_edit_writer": writer}
+
+
+def per_question_map(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], float]:
+    """Each question's mean score over its samples and repeats, keyed by (passage, question)."""
+    buckets: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        buckets.setdefault(_question_key(row), []).append(float(row["score"]))
+    return {key: sum(v) / len(v) for key, v in buckets.items()}
+
+
+def effect_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, baseline) pairs of the paper's ladder: each method against the one before it
+    in table order, and the last round (SEAL) against the base model as well."""
+    ordered = method_order(methods)
+    pairs = list(zip(ordered[1:], ordered[:-1]))
+    rounds = [m for m in ordered if method_round(m) not in (None, 0)]
+    if rounds and BASE in ordered and (rounds[-1], BASE) not in pairs:
+        pairs.append((rounds[-1], BASE))
+    return pairs
+
+
+def effect_rows(setting: str, scores: Mapping[str, Mapping[tuple[str, int], float]], bootstrap_samples: int = 2000,
+                seed: int = 0) -> list[dict[str, Any]]:
+    """Paired differences ``method - baseline`` over the questions both answered, with 95% intervals."""
+    out = []
+    for method, baseline in effect_pairs(list(scores)):
+        shared = [q for q in scores[method] if q in scores[baseline]]
+        diff, lo, hi = paired_bootstrap_interval([scores[method][q] for q in shared],
+                                                 [scores[baseline][q] for q in shared], bootstrap_samples, seed)
+        out.append({"pair": f"{method} - {baseline}", "method": method, "baseline": baseline, "setting": setting,
+                    "difference": diff, "ci95_low": lo, "ci95_high": hi, "n_questions": len(shared),
+                    "ci_method": "paired bootstrap over questions"})
+    return out
 
 
 def sort_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
