@@ -68,8 +68,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    # Model output is untrusted: a lone surrogate (see read_jsonl) is written escaped, not a crash.
     with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -81,8 +82,13 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> N
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a line that is not JSON is an error naming the file and line.
+
+    Bytes that are not UTF-8 do not stop the file: they come back as lone surrogates in
+    their string, which the stages treat as an undecodable self-edit (reward 0, a reason).
+    """
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
                 try:
@@ -95,7 +101,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
     """Write ``rows`` with exactly ``columns`` (a header is written even when empty)."""
     with atomic_file(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise")
             writer.writeheader()
             for row in rows:

@@ -83,7 +83,9 @@ def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, An
 
 
 def _dotted(path) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
+    """``knowledge.sft.lr``; a part that is not a plain name (e.g. ``"a b"`` or ``"\\n"``) is quoted."""
+    parts = [str(p) if str(p).replace("_", "").replace("-", "").isalnum() else repr(p) for p in path]
+    return ".".join(parts) or "<top level>"
 
 
 def _one_edit_apart(a: str, b: str) -> bool:

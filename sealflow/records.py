@@ -8,6 +8,18 @@ from typing import Any
 from .atomic import read_jsonl
 
 
+UNDECODABLE = "undecodable"
+
+
+def undecodable(text: str) -> bool:
+    """True for text that is not valid Unicode (lone surrogates: escaped in JSON, or bad bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_bool(value: Any) -> bool:
     """The one reading of a boolean column (``valid``, ``correct``) after a CSV round trip."""
     return str(value).strip().lower() in ("true", "1", "1.0", "yes")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sealflow.fewshot.augment import AugmentFlags
+from sealflow.records import UNDECODABLE, undecodable
 
 Strategy = Literal["all_tokens", "output_tokens"]
 
@@ -163,6 +164,8 @@ def parse_self_edit(
     try:
         if not isinstance(text, str):
             return ParseResult(None, NO_JSON)
+        if undecodable(text):
+            return ParseResult(None, UNDECODABLE)
         obj, reason = _first_object(text)
         if obj is None:
             return ParseResult(None, reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sealflow.records import Passage
+from sealflow.records import UNDECODABLE, Passage, undecodable
 
 SPLITS: tuple[str, ...] = ("lines", "segments", "none")
 EMPTY_COMPLETION = "empty_completion"
@@ -107,10 +107,13 @@ def training_texts(
     """Sequences for one self-edit: title-prefixed pieces, then optionally the passage."""
     if split not in SPLITS:
         raise ValueError(f"unknown knowledge.inner_loop.split {split!r} (expected one of {', '.join(SPLITS)})")
-    text = completion.strip()
+    text = completion.strip() if isinstance(completion, str) else ""
     reason: str | None = None
-    if not text:
+    if not isinstance(completion, str) or undecodable(completion):
         pieces: list[str] = []
+        reason = UNDECODABLE  # not text a tokenizer can take: reward 0, not a crashed shard
+    elif not text:
+        pieces = []
         reason = EMPTY_COMPLETION
     else:
         if split == "lines":
