@@ -41,6 +41,11 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
     if "fewshot" in domains:
         _require_divisible(cfg, "fewshot", "n_train", "shard_size")
+        fcfg = cfg["fewshot"]
+        if fcfg["restem"]["keep_top_k"] > fcfg["self_edits"]["k"]:
+            raise ConfigError(
+                f"fewshot.restem.keep_top_k={fcfg['restem']['keep_top_k']} exceeds fewshot.self_edits.k={fcfg['self_edits']['k']}"
+            )
     backend = cfg["backend"]
     if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")

@@ -206,8 +206,11 @@ def load_adapter_weights(path: str | Path, device: torch.device | str | None = N
 
 # -- stacked LoRA forward -----------------------------------------------------------
 class _Stack:
-    """The LoRA weights of G adapters: per module, ``A`` as one ``[G, r, in]`` and ``B`` as
-    one ``[G, out, r]`` tensor, plus (when trained) gradient buffers of the same shapes.
+    """The LoRA weights of G adapters: per module, ``A`` stacked and transposed as one
+    ``[G, in, r]`` tensor and ``B`` as one ``[G, r, out]``, plus (when trained) gradient
+    buffers of the same shapes. Transposed storage makes ``x @ A^T`` a plain ``bmm`` whose
+    weight gradient comes out contiguous (``index_add_`` of a strided source was ~15x
+    slower on CPU); the products are bit-identical to ``F.linear``'s.
 
     The hooks gather the rows they need through :class:`_GatherRows`, whose backward adds
     straight into the gradient buffer rows: backward never builds a whole ``[G, ...]``
@@ -223,7 +226,7 @@ class _Stack:
             raise ValueError("all adapters must hold lora_A and lora_B of the same modules")
         self.size = len(adapters)
         # requires_grad only makes autograd run _GatherRows.backward; no .grad is stored on them.
-        self.weight = {k: torch.stack([w[k] for w in adapters]).to(device).requires_grad_(requires_grad)
+        self.weight = {k: torch.stack([w[k].t() for w in adapters]).to(device).contiguous().requires_grad_(requires_grad)
                        for k in self.keys}
         self.grad = {k: torch.zeros_like(v) for k, v in self.weight.items()} if requires_grad else {}
         self.modules = {name: model.get_submodule(name) for name in self.names}
@@ -234,7 +237,7 @@ class _Stack:
         return _GatherRows.apply(self.weight[key], self.grad[key], slots)
 
     def weights(self, slot: int) -> AdapterWeights:
-        return {k: v[slot].detach().clone() for k, v in self.weight.items()}
+        return {k: v[slot].detach().t().contiguous() for k, v in self.weight.items()}
 
 
 class _GatherRows(torch.autograd.Function):
@@ -287,11 +290,11 @@ class _StackedLora:
             self.slots = torch.tensor(list(row_slots), device=device)
 
     def _hook(self, name: str, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        a = self.stack.gather(_key(name, "A"), self.slots)  # [groups, r, in]
-        b = self.stack.gather(_key(name, "B"), self.slots)  # [groups, out, r]
+        a = self.stack.gather(_key(name, "A"), self.slots)  # [groups, in, r]
+        b = self.stack.gather(_key(name, "B"), self.slots)  # [groups, r, out]
         # As peft: the input is cast to the adapter's dtype (autocast, if on, then picks bf16).
         xs = x.reshape(self.slots.shape[0], -1, x.shape[-1]).to(a.dtype)
-        delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
+        delta = torch.bmm(torch.bmm(xs, a), b) * self.scale
         return output + delta.reshape(output.shape).to(output.dtype)
 
     def __enter__(self) -> "_StackedLora":
@@ -322,28 +325,40 @@ class StackedAdamW:
         self.params, self.grads = list(params), list(grads)
         if any(p.shape[0] != len(lrs) or g.shape != p.shape for p, g in zip(self.params, self.grads)):
             raise ValueError(f"every tensor must stack {len(lrs)} adapters and match its gradient")
-        # Leaf views of each adapter's rows: what the optimizer updates (in place, so the stacks see it).
+        # Leaf views of each adapter's rows: what the optimizer updates (in place, so the
+        # stacks see it); their .grad are views of the stacked gradient buffers.
         self.rows = [[p[g].detach().requires_grad_(True) for p in self.params] for g in range(len(lrs))]
-        groups = [{"params": rows, "lr": lr} for rows, lr in zip(self.rows, lrs)]
+        for g, rows in enumerate(self.rows):
+            for row, grad in zip(rows, self.grads):
+                row.grad = grad[g]
         try:
-            self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0, fused=True)
+            self.optimizer = torch.optim.AdamW([{"params": rows, "lr": lr} for rows, lr in zip(self.rows, lrs)],
+                                               weight_decay=0.0, fused=True)
         except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
-            self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+            self.optimizer = torch.optim.AdamW([{"params": rows, "lr": lr} for rows, lr in zip(self.rows, lrs)],
+                                               weight_decay=0.0)
+        self.groups = list(self.optimizer.param_groups)
 
     @torch.no_grad()
     def step(self, slots: Sequence[int]) -> None:
         """One AdamW step for the adapters in ``slots``, then zero their gradients."""
-        if not slots:
+        chosen = sorted(set(slots))
+        if not chosen:
             return
-        chosen = set(slots)
-        for g, rows in enumerate(self.rows):
-            for row, grad in zip(rows, self.grads):
-                row.grad = grad[g] if g in chosen else None
-        self.optimizer.step()
-        for g in chosen:
-            for row, grad in zip(self.rows[g], self.grads):
-                row.grad = None
-                grad[g].zero_()
+        # Only the chosen adapters' groups are visible to this step: the others are not
+        # touched at all (not even their step counts), as if they had no optimizer.
+        self.optimizer.param_groups = [self.groups[g] for g in chosen]
+        try:
+            self.optimizer.step()
+        finally:
+            self.optimizer.param_groups = self.groups
+        if len(chosen) == len(self.groups):
+            for grad in self.grads:
+                grad.zero_()
+        else:
+            index = torch.tensor(chosen, device=self.grads[0].device)
+            for grad in self.grads:
+                grad.index_fill_(0, index, 0.0)
 
     def state_of(self, slot: int) -> list[dict]:
         """AdamW's state (``step``, ``exp_avg``, ``exp_avg_sq``) of each of one adapter's tensors."""

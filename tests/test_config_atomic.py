@@ -137,3 +137,11 @@ def test_an_unknown_key_far_from_every_known_one_gets_no_suggestion(config):
     cfg["knowledge"]["sft"]["warmup_ratio"] = 0.1
     with pytest.raises(ConfigError, match=r"knowledge\.sft\.warmup_ratio: unknown key\n|knowledge\.sft\.warmup_ratio: unknown key$"):
         validate_config(cfg, SCHEMA)
+
+
+def test_keep_top_k_above_k_is_refused_in_both_domains(config):
+    fewshot = yaml.safe_load((ROOT / "config/fewshot.yaml").read_text())
+    for cfg, domain in ((copy.deepcopy(config), "knowledge"), ({**copy.deepcopy(config), **fewshot}, "fewshot")):
+        cfg[domain]["restem"]["keep_top_k"] = cfg[domain]["self_edits"]["k"] + 1
+        with pytest.raises(ConfigError, match=rf"{domain}\.restem\.keep_top_k=\d+ exceeds {domain}\.self_edits\.k"):
+            validate_config(cfg, SCHEMA)

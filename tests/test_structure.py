@@ -146,3 +146,13 @@ def test_snakemake_lint_is_clean(configfile):
     out = subprocess.run([str(snakemake), "--lint", "--configfile", configfile], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
     assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr, out.stdout[-3000:]
+
+
+def test_a_remade_output_loses_its_old_meta_but_a_kept_one_keeps_it(tmp_path):
+    from sealflow.stages import drop_stale_meta
+
+    (tmp_path / "gone.csv.meta.json").write_text("{}")
+    (tmp_path / "kept.csv").write_text("a\n")
+    (tmp_path / "kept.csv.meta.json").write_text("{}")
+    removed = drop_stale_meta([str(tmp_path / "gone.csv"), str(tmp_path / "kept.csv")])
+    assert removed == [str(tmp_path / "gone.csv.meta.json")] and (tmp_path / "kept.csv.meta.json").is_file()

@@ -133,6 +133,8 @@ def select_tasks(
     max_train: int | None = None,
     max_chars: int | None = None,
     seed: int | None = None,
+    key: str = "ids",
+    count_key: str = "n",
 ) -> list[ArcTask]:
     """Single-test tasks that pass the filters, chosen deterministically.
 
@@ -155,12 +157,16 @@ def select_tasks(
             elif task_id in parts:
                 chosen.extend(parts[task_id])
             else:
-                raise ValueError(f"task {task_id} is not among the {len(tasks)} loaded tasks")
+                raise ValueError(f"{key}: task {task_id} is not among the {len(tasks)} loaded tasks")
         for task in chosen:
             why = _rejection(task, max_grid, max_train, max_chars)
             if why is not None:
-                raise ValueError(f"requested task {task.id} is filtered out: {why}")
-        return chosen[:n] if n is not None else chosen
+                raise ValueError(f"{key}: requested task {task.id} is filtered out: {why}")
+        if n is not None and len(chosen) != n:
+            # A task with several test inputs counts once per part: say so rather than cut parts off.
+            raise ValueError(f"{key} give {len(chosen)} task parts ({', '.join(t.id for t in chosen)}), "
+                             f"but {count_key} is {n}")
+        return chosen
     survivors = sorted(
         (t for t in single if _rejection(t, max_grid, max_train, max_chars) is None), key=lambda t: t.id
     )
@@ -197,16 +203,16 @@ def choose_tasks(data_cfg: dict, train_pool: Sequence[ArcTask], eval_pool: Seque
     """Training and evaluation tasks; an evaluation task never shares a published id with a training one."""
     filters = dict(max_grid=int(data_cfg["max_grid"]), max_train=data_cfg["max_train"],
                    max_chars=data_cfg["max_chars"], seed=data_cfg["seed"])
-    train = select_tasks(train_pool, data_cfg["train_ids"], int(data_cfg["n_train"]), **filters)
-    if len(train) != int(data_cfg["n_train"]):
-        raise ValueError(f"fewshot.data.train_ids give {len(train)} tasks, n_train is {data_cfg['n_train']}")
+    train = select_tasks(train_pool, data_cfg["train_ids"], int(data_cfg["n_train"]), **filters,
+                         key="fewshot.data.train_ids", count_key="fewshot.data.n_train")
     used = {_root_id(t.id) for t in train}
     if data_cfg["eval_ids"]:
         clash = sorted(used & {_root_id(i) for i in data_cfg["eval_ids"]})
         if clash:
             raise ValueError(f"fewshot.data.eval_ids include training tasks: {clash}")
     eval_pool = [t for t in eval_pool if t.id not in used]
-    evals = select_tasks(eval_pool, data_cfg["eval_ids"], int(data_cfg["n_eval"]), **filters)
+    evals = select_tasks(eval_pool, data_cfg["eval_ids"], int(data_cfg["n_eval"]), **filters,
+                         key="fewshot.data.eval_ids", count_key="fewshot.data.n_eval")
     for task in [*train, *evals]:
         if task.query.output is None:
             raise ValueError(f"task {task.id} has no test output (a solutions file is needed to score it)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from typing import Any, Callable, Mapping
 
 
@@ -46,11 +47,29 @@ def stage_arguments(function: Callable, config: Mapping[str, Any] | None, named:
     return kwargs
 
 
+def drop_stale_meta(outputs) -> list[str]:
+    """Remove the ``.meta.json`` beside every output file that is about to be made again.
+
+    Snakemake deletes a job's outputs before rerunning it, but not their sidecars; an old
+    sidecar beside a missing (or half-made) file would describe an artifact that is gone.
+    """
+    from ..provenance import meta_path
+
+    removed = []
+    for out in outputs:
+        meta = meta_path(out)
+        if not os.path.exists(out) and meta.is_file():
+            meta.unlink()
+            removed.append(str(meta))
+    return removed
+
+
 def run(smk) -> None:
     """Run the stage a Snakemake rule names, from inside its ``script:``."""
     from ..runtime import setup_logging
 
     setup_logging(smk.log[0])
+    drop_stale_meta(list(smk.output))
     named: dict[str, Any] = {}
     for group in (smk.input, smk.output, smk.params):
         for name, value in group.items():
