@@ -225,10 +225,16 @@ def pipeline_targets():
     """Everything `rule all` asks for except the report's own outputs."""
     targets = []
     if "knowledge" in DOMAINS:
-        targets += round_targets("knowledge") + kh_targets()
+        targets += round_targets("knowledge") + kh_targets() + [f"{KN}/training/rounds.csv"]
     if "fewshot" in DOMAINS:
         targets += round_targets("fewshot") + fs_eval_targets()
     return list(dict.fromkeys(targets))
+
+
+def first_and_last_round_edits():
+    rounds = rounds_of("knowledge")
+    return {f"{which}_edits": [f"{KN}/round{r}/self_edits/shard{s}.jsonl" for s in shards_of("knowledge")]
+            for which, r in (("first", rounds[0]), ("last", rounds[-1]))}
 
 
 def report_reward_files(wildcards):
@@ -248,6 +254,8 @@ def report_targets():
         if rounds_of(domain):
             targets += [f"{REP}/{domain}/reward_distribution.svg", f"{REP}/{domain}/positive_fraction.svg"]
             targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds_of(domain)]
+    if rounds_of("knowledge"):
+        targets += [f"{REP}/knowledge/training_rounds.svg", f"{REP}/knowledge/first_vs_last.html"]
     if kh_enabled():
         targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html",
                     f"{REP}/knowledge/heldout_effects.svg"]

@@ -123,3 +123,35 @@ rule knowledge_rewards:
         "../envs/sealflow.yaml"
     script:
         "../scripts/stage.py"
+
+
+# Training-time statistics over every round: reward, share positive, faithfulness.
+rule knowledge_training_summary:
+    input:
+        rewards=expand(f"{KN}/round{{r}}/rewards.csv", r=rounds_of("knowledge")),
+        filtered=expand(f"{KN}/round{{r}}/filtered.jsonl", r=rounds_of("knowledge")),
+        edits=expand(
+            f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl", r=rounds_of("knowledge"), s=shards_of("knowledge")
+        ),
+        passages=f"{KN}/data/train.jsonl",
+    output:
+        edit_stats=f"{KN}/training/edit_stats.csv",
+        rounds=report(
+            f"{KN}/training/rounds.csv",
+            caption="../report/training_rounds.rst",
+            category="Knowledge incorporation",
+            subcategory="All rounds",
+            labels={"figure": "rounds.csv"},
+        ),
+    params:
+        stage="knowledge.training_summary",
+        settings=uses(),
+    log:
+        f"{OUT}/logs/knowledge/training_summary.log",
+    threads: 1
+    resources:
+        **res("knowledge_training_summary", "cpu"),
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"

@@ -61,6 +61,40 @@ rule report_examples:
         "../scripts/stage.py"
 
 
+rule report_training:
+    input:
+        unpack(lambda wc: first_and_last_round_edits()),
+        rounds=f"{KN}/training/rounds.csv",
+        edit_stats=f"{KN}/training/edit_stats.csv",
+    output:
+        plot=report(
+            f"{REP}/knowledge/training_rounds.svg",
+            caption="../report/training_rounds_plot.rst",
+            category=DOMAIN_TITLES["knowledge"],
+            subcategory="All rounds",
+            labels={"figure": "reward and faithfulness per round"},
+        ),
+        side_by_side=report(
+            f"{REP}/knowledge/first_vs_last.html",
+            caption="../report/first_vs_last.rst",
+            category=DOMAIN_TITLES["knowledge"],
+            subcategory="All rounds",
+            labels={"figure": "self-edits: first and last round"},
+        ),
+    params:
+        stage="report.training",
+        n=3,
+    log:
+        f"{OUT}/logs/report/knowledge/training.log",
+    threads: 1
+    resources:
+        **res("report_training", "cpu"),
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
 rule report_heldout:
     input:
         summary=f"{KN}/heldout/summary.csv",

@@ -264,7 +264,7 @@ class _StackedLora:
     ``[G', k*T, in]`` and each adapter's weights are gathered once instead of per row.
 
     Why not a loop over each adapter's contiguous rows (two ``F.linear`` per segment)?
-    Measured on 2 CPU cores (demo-sized Qwen2, r=32, G=16, 2 epochs, 1 thread): batch 1
+    Measured while choosing, on 2 CPU cores (demo-sized Qwen2, r=32, G=16, 2 epochs, 1 thread): batch 1
     4.6 s gathered vs 6.4 s segment loop, batch 4 5.3 vs 6.2 s, mixed batch sizes and
     example counts 4.0 vs 4.4 s. With small per-adapter slices the loop pays G tiny
     GEMMs (and their autograd nodes) per module forward and backward; the gather
@@ -403,11 +403,11 @@ def _token_losses(model, split, input_ids, mask, flat, targets):
     """Cross-entropy (float32) of each label token: ``flat`` indexes ``[N, T-1]`` positions."""
     if split is not None:
         backbone, head = split
-        hidden = backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        hidden = backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, flat)
         logits = head(hidden)
     else:
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
         logits = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, flat)
     return F.cross_entropy(logits.float(), targets, reduction="none")
 

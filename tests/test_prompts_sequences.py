@@ -171,3 +171,13 @@ def test_unknown_split_names_config_key() -> None:
 def test_untitled_passage_prompt_has_no_blank_title() -> None:
     text = prompts.self_edit_prompt("implications", Passage("x", "", "Body text here.", ()))
     assert "Passage:\nBody text here.\n\nImplications:\n" in text
+
+
+def test_faithfulness_is_the_share_of_content_words_found_in_the_passage() -> None:
+    from sealflow.knowledge.faithfulness import faithfulness
+
+    passage = "Quillon Pass crosses the Ashen Range above 3,000 metres."
+    assert faithfulness("- Quillon Pass crosses the Ashen Range.", passage) == 1.0
+    assert faithfulness("- Brathoun Vell founded the guild.", passage) == 0.0
+    assert faithfulness("- Quillon Pass was founded by Brathoun.", passage) == pytest.approx(2 / 4)
+    assert faithfulness("the was of", passage) == 0.0  # stop words only: nothing about anything

@@ -398,3 +398,22 @@ def paired_effects(effects: pd.DataFrame, title: str = "Paired differences") -> 
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def training_rounds(rounds: pd.DataFrame, title: str = "Training rounds") -> Figure:
+    """Mean reward, share of positive rewards and mean faithfulness, per ReST-EM round."""
+    if rounds.empty:
+        return message_figure(title, "no rounds")
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.add_subplot()
+    x = pd.to_numeric(rounds["round"], errors="coerce").to_numpy()
+    for i, (col, label) in enumerate((("reward_mean", "mean reward"), ("positive_share", "share positive"),
+                                      ("faithfulness_mean", "faithfulness"))):
+        ax.plot(x, pd.to_numeric(rounds[col], errors="coerce").to_numpy(), marker="o", color=PALETTE[i], label=label)
+    ax.set_xticks(x)
+    ax.set_xlabel("round")
+    ax.axhline(0, color="0.7", linewidth=0.8)
+    ax.legend(frameon=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -147,3 +147,33 @@ def format_summary(summary: pd.DataFrame, sort_cols: Sequence[str] = ()) -> pd.D
         out["round"] = pd.to_numeric(out["round"], errors="coerce").astype("Int64")
     cols = [c for c in sort_cols if c in out.columns]
     return out.sort_values(cols, kind="stable", ignore_index=True) if cols else out.reset_index(drop=True)
+
+
+def side_by_side_html(first: Sequence[Mapping[str, Any]], last: Sequence[Mapping[str, Any]], stats: pd.DataFrame,
+                      n: int = 3) -> str:
+    """For the first ``n`` passages: the first sample of the first round beside that of the last round."""
+    info = {str(r.edit_id): r for r in stats.itertuples(index=False)} if not stats.empty else {}
+
+    def cell(edit: Mapping[str, Any] | None) -> str:
+        if edit is None:
+            return "<td>(none)</td>"
+        row = info.get(str(edit["id"]))
+        scores = (f"reward {_num(row.reward_mean)}, faithfulness {_num(row.faithfulness)}" if row is not None else "")
+        return (f"<td><code>{html.escape(str(edit['id']))}</code> {scores}"
+                f"<pre>{html.escape(str(edit.get('completion', ''))) or '(empty)'}</pre></td>")
+
+    def first_sample(edits: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for edit in sorted(edits, key=lambda e: (int(e.get("sample", 0)), str(e["id"]))):
+            out.setdefault(str(edit["input_id"]), edit)
+        return out
+
+    early, late = first_sample(first), first_sample(last)
+    inputs = list(dict.fromkeys(str(e["input_id"]) for e in first))[:n]
+    rounds = (first[0].get("round", "first") if first else "first", last[0].get("round", "last") if last else "last")
+    head = f"<tr><th>passage</th><th>round {rounds[0]}</th><th>round {rounds[1]}</th></tr>"
+    rows = [f"<tr><td><code>{html.escape(pid)}</code></td>{cell(early.get(pid))}{cell(late.get(pid))}</tr>"
+            for pid in inputs]
+    body = f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return _page("Self-edits of the first and the last round, same passages", body,
+                 "sample 0 of each passage; faithfulness = share of content words found in the passage")

@@ -6,19 +6,20 @@ import logging
 
 import pandas as pd
 
-from ..atomic import write_csv, write_json, write_jsonl
+from ..atomic import read_jsonl, write_csv, write_json, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
 from ..ids import shard_slice
 from ..inner_loop import check_declared, load_manifest, model_fingerprint, run_shard
 from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
+from ..knowledge.faithfulness import content_words, faithfulness, mean
 from ..knowledge.inner import InnerSettings, plans_for_edits
 from ..knowledge.sampling import SamplingSettings, sample_self_edits
 from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
 from ..lora import LoraSettings, TrainSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
-from ..records import read_edits
+from ..records import parse_bool, read_edits
 from ..rewards import REWARD_COLUMNS, compute_rewards
 from ..worldgen import generate_passages
 
@@ -96,3 +97,43 @@ def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> No
     result = compute_rewards(rows, edits, relative=True)
     write_csv(out, result, REWARD_COLUMNS)
     write_meta(out, config, n_edits=len(result))
+
+
+EDIT_STATS_COLUMNS = ["round", "edit_id", "input_id", "reward_mean", "valid", "faithfulness", "n_words"]
+ROUND_COLUMNS = ["round", "n_edits", "reward_mean", "positive_share", "faithfulness_mean", "kept_faithfulness_mean"]
+
+
+def training_summary(config: dict, *, rewards: list[str], edits: list[str], filtered: list[str], passages: str,
+                     edit_stats: str, rounds: str) -> None:
+    """Per self-edit and per round: reward, share of positive rewards and faithfulness to the passage.
+
+    ``rewards``, ``filtered`` are one file per round; ``edits`` every shard of every round.
+    """
+    contexts = {p.id: p.context for p in read_passages_jsonl(passages)}
+    by_id = {e.id: e for path in edits for e in read_edits(path)}
+    per_edit, per_round = [], []
+    for rewards_path, filtered_path in zip(rewards, filtered):
+        table = pd.read_csv(rewards_path, keep_default_na=False).to_dict("records")
+        kept = {row["edit_id"] for row in read_jsonl(filtered_path)}
+        rows = []
+        for row in table:
+            edit = by_id[str(row["edit_id"])]
+            rows.append({"round": int(row["round"]), "edit_id": edit.id, "input_id": edit.input_id,
+                         "reward_mean": float(row["reward_mean"]), "valid": parse_bool(row["valid"]),
+                         "faithfulness": faithfulness(edit.completion, contexts[edit.input_id]),
+                         "n_words": len(content_words(edit.completion))})
+        per_edit += rows
+        per_round.append({
+            "round": rows[0]["round"] if rows else "", "n_edits": len(rows),
+            "reward_mean": mean(r["reward_mean"] for r in rows),
+            "positive_share": mean(float(r["reward_mean"] > 0) for r in rows),
+            "faithfulness_mean": mean(r["faithfulness"] for r in rows),
+            "kept_faithfulness_mean": mean(r["faithfulness"] for r in rows if r["edit_id"] in kept),
+        })
+    write_csv(edit_stats, per_edit, EDIT_STATS_COLUMNS)
+    write_csv(rounds, per_round, ROUND_COLUMNS)
+    for path in (edit_stats, rounds):
+        write_meta(path, config, faithfulness="share of a self-edit's content words that occur in its passage")
+    for row in per_round:
+        log.info("round %s: mean reward %.3f, %.0f%% positive, faithfulness %.2f", row["round"], row["reward_mean"],
+                 100 * row["positive_share"], row["faithfulness_mean"])

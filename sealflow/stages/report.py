@@ -81,3 +81,13 @@ def cost(*, benchmarks: PathLike, patterns: Mapping[str, str], plot: PathLike, t
     write_text(table, tables.frame_html(summary, "Cost per rule",
                                         f"{len(bench)} jobs with a benchmark file; memory in MB, time in s",
                                         float_digits=1))
+
+
+def training(*, rounds: PathLike, edit_stats: PathLike, first_edits: Sequence[PathLike], last_edits: Sequence[PathLike],
+             plot: PathLike, side_by_side: PathLike, n: int = 3) -> None:
+    """Reward, positive share and faithfulness per round (plot), and first- vs last-round self-edits."""
+    plots.save_figure(plots.training_rounds(pd.read_csv(rounds), "Knowledge incorporation: training rounds"), plot)
+    stats = pd.read_csv(edit_stats)
+    first = [row for path in first_edits for row in read_jsonl(path)]
+    last = [row for path in last_edits for row in read_jsonl(path)]
+    write_text(side_by_side, tables.side_by_side_html(first, last, stats, n))
