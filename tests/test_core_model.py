@@ -94,3 +94,15 @@ def test_hf_backend_answers_base_requests_without_adapters_in_any_order(tiny_mod
     for order in itertools.permutations((None, *paths)):
         out = backend.generate([GenerationRequest("The city", adapter=key, max_new_tokens=8) for key in order])
         assert out == [alone[key] for key in order], order
+
+
+def test_max_model_len_follows_the_model_and_refuses_more(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from sealflow.backends.vllm_engine import resolve_max_model_len
+
+    limit = AutoConfig.from_pretrained(tiny_model_dir).max_position_embeddings
+    assert resolve_max_model_len(str(tiny_model_dir), None) == limit
+    assert resolve_max_model_len(str(tiny_model_dir), 64) == 64
+    with pytest.raises(ValueError, match=rf"backend.max_model_len={2 * limit} exceeds .*max_position_embeddings={limit}"):
+        resolve_max_model_len(str(tiny_model_dir), 2 * limit)

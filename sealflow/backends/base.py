@@ -40,7 +40,7 @@ class BackendSettings:
     max_loras: int = 8
     max_lora_rank: int = 64
     gpu_memory_utilization: float = 0.85
-    max_model_len: int = 2048
+    max_model_len: int | None = None  # None: the model's max_position_embeddings
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "BackendSettings":

@@ -53,6 +53,25 @@ def cpu_environment_defaults() -> dict[str, str]:
     }
 
 
+def resolve_max_model_len(model_path: str, requested: int | None) -> int:
+    """``backend.max_model_len``, or the model's own limit when unset; more than the model allows is refused.
+
+    Checked here, before any engine starts, so the error names our key rather than vLLM's.
+    """
+    from transformers import AutoConfig
+
+    limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if requested is None:
+        if limit is None:
+            raise ValueError(f"backend.max_model_len is unset and {model_path} declares no max_position_embeddings: "
+                             "set backend.max_model_len")
+        return int(limit)
+    if limit is not None and int(requested) > int(limit):
+        raise ValueError(f"backend.max_model_len={requested} exceeds what {model_path} allows "
+                         f"(max_position_embeddings={limit}); set it to at most {limit}, or null to follow the model")
+    return int(requested)
+
+
 def check_cpu_head_size(model_path: str) -> None:
     """vLLM's CPU attention supports only some head sizes (32, 64, 80, ...): fail clearly."""
     from transformers import AutoConfig
@@ -117,7 +136,7 @@ class VLLMBackend:
             enable_lora=True,
             max_loras=int(self.settings.max_loras),
             max_lora_rank=int(self.settings.max_lora_rank),
-            max_model_len=int(self.settings.max_model_len),
+            max_model_len=resolve_max_model_len(self.model_path, self.settings.max_model_len),
             seed=0,
         )
         if placement.is_cuda:
