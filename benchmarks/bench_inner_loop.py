@@ -192,17 +192,18 @@ def sequential(model, tokenizer, plans, lora, device) -> float:
     return time.perf_counter() - started
 
 
-def batched(model, tokenizer, plans, lora, group: int, device) -> tuple[float, int]:
+def batched(model, tokenizer, plans, lora, group: int, device) -> tuple[float, dict]:
     from sealflow.multi_lora import adapter_writer, train_adapters_batched
 
     sync(device)
     started = time.perf_counter()
-    results = train_adapters_batched(model, tokenizer, plans, lora, max_group=group)
+    report: dict = {}
+    results = train_adapters_batched(model, tokenizer, plans, lora, max_group=group, report=report)
     with adapter_writer(model, lora) as write:
         for plan, (weights, stats) in zip(plans, results):
             write(weights, plan.out_dir, {"edit_id": plan.edit_id, **stats.summary()})
     sync(device)
-    return time.perf_counter() - started, sum(s.tokens * p.settings.epochs for p, (_, s) in zip(plans, results))
+    return time.perf_counter() - started, report
 
 
 def score_sequential(model, tokenizer, plans, questions, device, max_new_tokens: int) -> float:
@@ -281,8 +282,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true",
                         help="fewer edits, and the authors' recipe timed on a few steps (<= 60 s on 2 CPU cores)")
-    parser.add_argument("--edits", type=int, help="self-edits trained batched (default 32; quick 16)")
-    parser.add_argument("--sequential-edits", type=int, help="edits trained sequentially (default 8; quick 3)")
+    parser.add_argument("--edits", type=int, help="self-edits trained batched (default 32; quick: G per group size G)")
+    parser.add_argument("--sequential-edits", type=int, help="edits trained sequentially (default 8; quick 2)")
     parser.add_argument("--authors-edits", type=int, help="edits trained with the authors' recipe (default 2; quick 1)")
     parser.add_argument("--authors-steps", type=int,
                         help="time only this many authors' steps per edit and add the rest at the median step time "
@@ -304,8 +305,8 @@ def main() -> None:
     from sealflow.worldgen import generate_entries
 
     groups = [int(g) for g in args.groups.split(",") if g.strip()]
-    edits = args.edits or (16 if args.quick else 32)
-    seq_edits = args.sequential_edits or (3 if args.quick else 8)
+    edits = args.edits or (max(groups) if args.quick else 32)
+    seq_edits = args.sequential_edits or (2 if args.quick else 8)
     authors_edits = args.authors_edits or (1 if args.quick else 2)
     authors_steps = args.authors_steps or (4 if args.quick else None)
     max_new_tokens = 8 if args.quick else 16
@@ -336,7 +337,8 @@ def main() -> None:
         peak.reset()
         seconds, tokens, processed = authors_recipe(model, tok, plans, lora, max_length, work, device, authors_steps)
         results.append(Result(f"authors (Trainer, pad {max_length})", len(plans), seconds, tokens, processed, peak.read_mb()))
-        print(f"  {results[-1].name}: {results[-1].per_edit:.3f} s/edit", flush=True)
+        print(f"  {results[-1].name}: {results[-1].per_edit:.3f} s/edit  (at {time.perf_counter() - started_all:.0f} s)",
+              flush=True)
 
     plans, questions = build_plans(work / "sequential", entries[:seq_edits], args.epochs)
     real = planned_tokens(tok, plans)
@@ -346,17 +348,19 @@ def main() -> None:
     if score:
         res.score_seconds = score_sequential(model, tok, plans, questions, device, max_new_tokens)
     results.append(res)
-    print(f"  {res.name}: {res.per_edit:.3f} s/edit", flush=True)
+    print(f"  {res.name}: {res.per_edit:.3f} s/edit  (at {time.perf_counter() - started_all:.0f} s)", flush=True)
 
     for group in groups:
-        plans, questions = build_plans(work / f"batched-{group}", entries[:edits], args.epochs)
+        n_batched = edits if args.edits or not args.quick else group  # quick: one full group per size
+        plans, questions = build_plans(work / f"batched-{group}", entries[:n_batched], args.epochs)
         peak.reset()
-        seconds, real = batched(model, tok, plans, lora, group, device)
-        res = Result(f"sealflow batched G={group}", len(plans), seconds, real, real, peak.read_mb())
+        seconds, report = batched(model, tok, plans, lora, group, device)
+        res = Result(f"sealflow batched G={group}", len(plans), seconds, report["tokens"], report["padded_tokens"],
+                     peak.read_mb())
         if score:
             res.score_seconds = score_batched(model, tok, plans, questions, lora, device, max_new_tokens)
         results.append(res)
-        print(f"  {res.name}: {res.per_edit:.3f} s/edit", flush=True)
+        print(f"  {res.name}: {res.per_edit:.3f} s/edit  (at {time.perf_counter() - started_all:.0f} s)", flush=True)
 
     peak_tflops = bf16_peak_tflops(device) if device.type == "cuda" else None
     n_params = non_embedding_params(model)
@@ -383,7 +387,7 @@ def main() -> None:
     print(f"train = train + save per edit; score = greedy answers to the passage's questions "
           f"({'timed' if score else 'not timed'}; the authors score with vLLM, not timed here)")
     print(f"authors' recipe timed on {authors_2048.edits} edit(s){extrapolated}; sequential on {seq.edits} edits, "
-          f"batched on {best.edits}; total run {time.perf_counter() - started_all:.0f} s")
+          f"batched on {', '.join(str(r.edits) for r in batch)}; total run {time.perf_counter() - started_all:.0f} s")
     print(f"best batched: {best.name}; vs authors pad 256: {authors_256.per_edit / best.per_edit:.1f}x")
     if score and seq.score_seconds and best.score_seconds:
         print(f"scoring, batched vs per-adapter peft: {seq.score_seconds / seq.edits / (best.score_seconds / best.edits):.1f}x")

@@ -29,6 +29,8 @@ from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_
 
 log = logging.getLogger(__name__)
 
+NO_TRAINING_STEP = "no_training_step"  # every training example was truncated to nothing
+
 
 @dataclass
 class TrainPlan:
@@ -89,28 +91,35 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
         if _reusable(out_dir, key):
             meta = json.loads((out_dir / "meta.json").read_text())
             row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
-                       sha256=meta.get("sha256"))
+                       sha256=meta.get("sha256"), valid=meta["valid"], reason=meta["reason"],
+                       dropped_examples=meta.get("dropped_examples", 0),
+                       truncated_examples=meta.get("truncated_examples", 0))
             log.info("kept %s (complete, valid, same training key)", out_dir)
             rows.append(row)
             continue
         if index == 1:
             maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter of a shard
         started = time.time()
+        valid, reason = plan.valid, plan.reason
         if plan.valid:
             peft_model, stats = train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)
             summary = stats.summary()
+            if stats.steps == 0:  # every example was cut to nothing: an untrained adapter is no self-edit's effect
+                valid, reason = False, NO_TRAINING_STEP
         else:
             # An inert adapter (LoRA B starts at zero) keeps the artifact layout uniform.
             torch.manual_seed(plan.settings.seed)
             peft_model, summary = get_peft_model(model, lora.peft_config()), {"steps": 0}
         meta = save_adapter(peft_model, out_dir, {
-            "edit_id": plan.edit_id, "repeat": plan.repeat, "training_key": key, "valid": plan.valid,
-            "reason": plan.reason, "model": model_id, **summary,
+            "edit_id": plan.edit_id, "repeat": plan.repeat, "training_key": key, "valid": valid,
+            "reason": reason, "model": model_id, **summary,
         })
         model = peft_model.unload()
         seconds = time.time() - started
-        row.update(status="trained" if plan.valid else "inert", seconds=seconds, steps=summary.get("steps"),
-                   final_loss=summary.get("final_loss"), sha256=meta["sha256"])
+        row.update(status="trained" if valid else "inert", valid=valid, reason=reason, seconds=seconds,
+                   steps=summary.get("steps"), final_loss=summary.get("final_loss"), sha256=meta["sha256"],
+                   dropped_examples=summary.get("dropped_examples", 0),
+                   truncated_examples=summary.get("truncated_examples", 0))
         log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], out_dir, seconds, row["steps"], row["final_loss"])
         rows.append(row)
         maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard

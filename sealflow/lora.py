@@ -34,6 +34,8 @@ class AdapterError(RuntimeError):
 class TrainStats:
     steps: int = 0
     examples: int = 0
+    dropped_examples: int = 0  # nothing left to learn after truncation to max_seq_len
+    truncated_examples: int = 0  # cut to max_seq_len (the end of the completion, EOS included, is lost)
     tokens: int = 0
     first_loss: float | None = None
     final_loss: float | None = None
@@ -82,8 +84,14 @@ def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExampl
     """AdamW over the trainable parameters of ``model`` (the LoRA weights)."""
     stats = TrainStats(examples=len(examples))
     started = time.time()
-    encoded = [encode_example(tokenizer, ex, settings.max_seq_len, mask_prompt) for ex in examples]
+    full = [encode_example(tokenizer, ex, 10**9, mask_prompt) for ex in examples]
+    stats.truncated_examples = sum(len(ids) > settings.max_seq_len for ids, _ in full)
+    encoded = [(ids[: settings.max_seq_len], labels[: settings.max_seq_len]) for ids, labels in full]
     encoded = [e for e in encoded if any(label != -100 for label in e[1][1:])]
+    stats.dropped_examples = len(full) - len(encoded)
+    if stats.dropped_examples or stats.truncated_examples:
+        log.warning("%d of %d training examples cut to max_seq_len=%d, %d of them with nothing left to learn",
+                    stats.truncated_examples, len(full), settings.max_seq_len, stats.dropped_examples)
     if not encoded:
         stats.seconds = time.time() - started
         return stats

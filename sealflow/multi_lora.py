@@ -413,7 +413,8 @@ def _token_losses(model, split, input_ids, mask, flat, targets):
 
 
 def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings,
-                           max_group: int | None = None) -> list[tuple[AdapterWeights, TrainStats]]:
+                           max_group: int | None = None, report: dict | None = None
+                           ) -> list[tuple[AdapterWeights, TrainStats]]:
     """Train one LoRA per plan, ``max_group`` (default: all) adapters per forward/backward.
 
     Returns ``(weights, stats)`` per plan, in order: ``weights`` in peft's saved format
@@ -421,11 +422,15 @@ def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[Tr
     ``train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)``
     up to float rounding. Plans with ``valid=False`` (and plans with no learnable token)
     are not trained: they get the seeded initial weights. ``model`` is unchanged afterwards.
+    ``report``, if given, is filled with totals: ``tokens`` (real), ``padded_tokens`` (what
+    the model ran on), ``forwards`` and ``steps`` (batched steps).
     """
     if lora.dropout:
         raise ValueError("batched LoRA training needs lora.dropout == 0 (dropout masks of the sequential "
                          "path cannot be reproduced); train these adapters with sealflow.lora.train_lora")
     results: list = [None] * len(plans)
+    if report is not None:
+        report.update(tokens=0, padded_tokens=0, forwards=0, steps=0)
     if not plans:
         return results
     replay = _InitReplay(model, lora, plans[0].settings.seed)
@@ -446,13 +451,13 @@ def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[Tr
     size = max_group or max(1, len(trainable))
     for start in range(0, len(trainable), size):
         group = trainable[start : start + size]
-        for index, result in zip(group, _train_group(model, tokenizer, [plans[i] for i in group], lora, replay)):
+        for index, result in zip(group, _train_group(model, tokenizer, [plans[i] for i in group], lora, replay, report)):
             results[index] = result
     return results
 
 
-def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings,
-                 replay: _InitReplay) -> list[tuple[AdapterWeights, TrainStats]]:
+def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings, replay: _InitReplay,
+                 report: dict | None) -> list[tuple[AdapterWeights, TrainStats]]:
     started = time.time()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -479,7 +484,7 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
             optimizer = StackedAdamW([stack.weight[k] for k in stack.keys], [stack.grad[k] for k in stack.keys],
                                      [j.settings.lr for j in jobs])
             patch = _StackedLora(stack, lora.alpha / lora.r)
-            recorded = _run_steps(model, patch, optimizer, jobs, device, pad_id)
+            recorded = _run_steps(model, patch, optimizer, jobs, device, pad_id, report)
             values = torch.cat(recorded).tolist() if recorded else []  # the one host sync for all losses
             offsets = [0]
             for chunk in recorded:
@@ -524,7 +529,8 @@ def _buckets(lengths: Sequence[int], overhead: int = _FORWARD_OVERHEAD_TOKENS) -
     return groups[::-1]
 
 
-def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_Job], device, pad_id: int) -> list:
+def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_Job], device, pad_id: int,
+               report: dict | None = None) -> list:
     """Step ``t`` runs micro-batch ``t`` of every adapter that has one. Its rows are right-padded
     per width bucket (short and long rows need not share one padded width); each bucket is
     one forward/backward, and each adapter's loss is its token sum over all buckets divided
@@ -554,6 +560,10 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
                 mask = torch.zeros((len(chosen), width), dtype=torch.long)
                 for r, (_, _, ids, labs) in enumerate(chosen):
                     input_ids[r, : len(ids)], labels[r, : len(labs)], mask[r, : len(ids)] = ids, labs, 1
+                if report is not None:
+                    report["tokens"] += sum(len(row[2]) for row in chosen)
+                    report["padded_tokens"] += input_ids.numel()
+                    report["forwards"] += 1
                 # Label positions (shifted as the causal-LM loss shifts) and their adapter, on the host.
                 shifted = labels[:, 1:]
                 valid = shifted != -100
@@ -569,6 +579,8 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
                 (sums / scale).sum().backward()
                 total = total + sums.detach()
             recorded.append(total / counts.to(device))
+            if report is not None:
+                report["steps"] += 1
             stepping = []
             for pos, job in enumerate(active):
                 job.loss_refs.append((len(recorded) - 1, pos))

@@ -35,6 +35,9 @@ def update_policy(policy: str, rows: Sequence[Mapping], lora: LoraSettings, sett
     model = load_model(policy, placement)
     examples = sft_examples(rows)
     peft_model, stats = train_lora(model, tokenizer, examples, lora, settings, mask_prompt=True)
+    if stats.steps == 0:
+        raise ValueError(f"the policy update has {len(examples)} kept self-edits but nothing to learn from them: "
+                         f"every completion is cut away at sft.max_seq_len={settings.max_seq_len}; raise it")
     merged = peft_model.merge_and_unload()
     merged.eval()
     tokenizer.padding_side = "right"  # saved default; generation code sets left padding itself

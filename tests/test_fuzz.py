@@ -140,3 +140,27 @@ def test_any_value_of_a_config_section_is_accepted_or_refused_naming_a_key(secti
         assert str(err).split("\n")[-1].strip()  # every line names a key path
         for line in str(err).splitlines()[1:]:
             assert ":" in line
+
+
+def test_examples_cut_to_nothing_make_an_invalid_adapter_with_a_reason(tiny_model_dir, tmp_path):
+    """Truncation is counted; an adapter that took no step is not a trained self-edit."""
+    from sealflow.devices import resolve_placement
+    from sealflow.inner_loop import TrainPlan, run_shard
+    from sealflow.lora import LoraSettings, TrainExample
+    from sealflow.modeling import load_model, load_tokenizer
+
+    long_prompt = "word " * 40
+    plans = [TrainPlan("r1-s0-p00-k0", 0, str(tmp_path / "a"), [TrainExample("the answer", long_prompt)],
+                       TrainSettings(epochs=1, batch_size=1, max_seq_len=8), mask_prompt=True),
+             TrainPlan("r1-s0-p00-k1", 0, str(tmp_path / "b"), [TrainExample("short line here"),
+                                                                 TrainExample("the answer", long_prompt)],
+                       TrainSettings(epochs=1, batch_size=1, max_seq_len=8), mask_prompt=True)]
+    model = load_model(tiny_model_dir, resolve_placement("cpu"))
+    rows = run_shard(model, load_tokenizer(tiny_model_dir), "tiny", plans, LoraSettings(r=2, alpha=4))
+    assert (rows[0]["valid"], rows[0]["reason"], rows[0]["dropped_examples"]) == (False, "no_training_step", 1)
+    assert (rows[1]["valid"], rows[1]["dropped_examples"], rows[1]["steps"]) == (True, 1, 1)
+    assert rows[1]["truncated_examples"] >= 1  # the long one at least
+    # rerun: the kept adapter keeps its verdict
+    again = run_shard(model, load_tokenizer(tiny_model_dir), "tiny", plans, LoraSettings(r=2, alpha=4))
+    assert [(r["status"], r["valid"], r["reason"]) for r in again] == [("kept", False, "no_training_step"),
+                                                                       ("kept", True, None)]
