@@ -5,27 +5,37 @@ batch per step through the whole model, so a shard of small self-edits is bound 
 per-step overhead, not by arithmetic. Here G adapters share the frozen base model:
 
 * every targeted ``nn.Linear`` gets a forward hook adding ``scale * B_g A_g x`` to the
-  rows of adapter ``g`` (stacked ``A [G, r, in]``, ``B [G, out, r]``, ``scale = alpha / r``);
-* batched step ``t`` concatenates micro-batch ``t`` of every adapter that still has one
-  (right padding to a common width; the attention mask hides it);
-* the loss is the sum over adapters of each adapter's own mean token loss, so each
-  adapter's gradient is the one it would get alone;
-* one stacked AdamW keeps a learning rate, a step count and an active mask per adapter:
-  an adapter that has finished, or is between ``grad_accum`` boundaries, is not touched.
+  rows of adapter ``g`` (``A``/``B`` stacked over adapters, ``scale = alpha / r``); the
+  hooks are removed afterwards and the model is left exactly as it was;
+* batched step ``t`` runs micro-batch ``t`` of every adapter that still has one, right
+  padded (the attention mask hides padding); its rows are split into a few width
+  buckets, one forward/backward each, when that pads fewer tokens than it costs;
+* the loss is the sum over adapters of each adapter's own mean token loss (computed
+  from the logits, label tokens only), so each adapter's gradient is the one it would
+  get alone;
+* torch's AdamW with one parameter group per adapter (its lr and step count) and an
+  active mask: an adapter that has finished, or is inside a ``grad_accum`` window, is
+  not touched at all.
 
-Initialisation, batch order and optimizer arithmetic follow the sequential path per
-adapter, so the trained weights equal ``train_lora``'s up to float rounding (tests check
-1e-5 absolute / 1e-4 relative in float32).
+Initialisation (bit for bit), batch order (the same ``random.Random(seed)`` shuffles)
+and optimizer arithmetic follow the sequential path per adapter, so the trained
+weights equal ``train_lora``'s up to float rounding from padding and batching (the
+tests check atol 1e-5 / rtol 1e-4 in float32). LoRA dropout must be 0.
 
-Use from a shard job::
+Use from a shard job (``inner_loop.run_shard``), for the plans whose adapters are not
+kept::
 
-    results = train_adapters_batched(model, tokenizer, plans, lora)
-    for plan, (weights, stats) in zip(plans, results):
-        summary = stats.summary() if plan.valid else {"steps": 0}
-        save_adapter_weights(model, lora, weights, plan.out_dir, {..., **summary})
+    results = train_adapters_batched(model, tokenizer, plans, lora, max_group=16)
+    with adapter_writer(model, lora) as write:
+        for plan, (weights, stats) in zip(plans, results):
+            summary = stats.summary() if plan.valid else {"steps": 0}
+            meta = write(weights, plan.out_dir, {"edit_id": plan.edit_id, ..., **summary})
 
-Plans with ``valid=False`` are not trained: their weights are the seeded initial LoRA
-(``B = 0``), the same inert adapter the sequential shard writes.
+``write`` is :func:`sealflow.lora.save_adapter` on a peft wrapper holding ``weights``:
+the same folder (adapter_config.json, adapter_model.safetensors, meta.json with its
+sha256), loadable with ``PeftModel.from_pretrained``. Plans with ``valid=False`` are not
+trained: their weights are the seeded initial LoRA (``B = 0``), the same inert adapter
+the sequential shard writes, so the caller need not filter them.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
+
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = REPO / "tests" / "cluster"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -183,7 +185,7 @@ def slurm_cluster():
     """A running one-node SLURM cluster (see module docstring); yields SlurmCluster."""
     reason = _cannot_host()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     run_dir = Path(os.environ.get("SEALFLOW_SLURM_DIR")
                    or Path(os.environ.get("TMPDIR", "/tmp")) / "sealflow-slurm")
     env = dict(os.environ, SEALFLOW_SLURM_DIR=str(run_dir))
@@ -191,7 +193,7 @@ def slurm_cluster():
     proc = subprocess.run(["bash", str(CLUSTER_DIR / "slurm_up.sh")], env=env, text=True,
                           capture_output=True, timeout=900)
     if proc.returncode == 2:
-        pytest.skip(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no cluster")
+        skip_or_fail(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no cluster")
     if proc.returncode != 0:
         pytest.fail(f"slurm_up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     info = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
+
 pytestmark = [pytest.mark.browser, pytest.mark.workflow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +63,8 @@ def _chromium() -> str:
         for name in ("chromium", "chromium-browser"):
             if shutil.which(name):
                 return shutil.which(name)
-        pytest.skip("chromium could not be installed with apt-get (tools/install_chromium.sh)")
-    pytest.skip("headless chromium not found and not root: run tools/install_chromium.sh as root")
+        skip_or_fail("chromium could not be installed with apt-get (tools/install_chromium.sh)")
+    skip_or_fail("headless chromium not found and not root: run tools/install_chromium.sh as root")
 
 
 def _env() -> dict[str, str]:

