@@ -60,6 +60,11 @@ from .lora import LoraSettings, TrainSettings, TrainStats, _batches, encode_exam
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "AdapterWeights", "StackedAdamW", "adapter_writer", "generate_batched", "initial_weights", "load_adapter_weights",
+    "save_adapter_weights", "to_peft_model", "train_adapters_batched",
+]
+
 PEFT_PREFIX = "base_model.model."  # keys of a saved peft state dict: PEFT_PREFIX + module + ".lora_A.weight"
 AdapterWeights = dict  # {"base_model.model.<module>.lora_A.weight": [r, in], "....lora_B.weight": [out, r]}
 
@@ -615,8 +620,6 @@ def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adap
         return []
     device = next(model.parameters()).device
     used = sorted({a for a, _ in requests if a is not None})
-    if not used:
-        adapters, used = [], []
     zero = {k: torch.zeros_like(v) for k, v in adapters[used[0]].items()} if used else None
     slot_of = {a: s for s, a in enumerate(used)}
     slot_of[None] = len(used)  # the base model: a zero adapter
