@@ -336,9 +336,9 @@ def main() -> None:
         plans, _ = build_plans(work / f"authors-{max_length}", entries[:authors_edits], args.epochs)
         peak.reset()
         seconds, tokens, processed = authors_recipe(model, tok, plans, lora, max_length, work, device, authors_steps)
-        results.append(Result(f"authors (Trainer, pad {max_length})", len(plans), seconds, tokens, processed, peak.read_mb()))
-        print(f"  {results[-1].name}: {results[-1].per_edit:.3f} s/edit  (at {time.perf_counter() - started_all:.0f} s)",
-              flush=True)
+        res = Result(f"authors (Trainer, pad {max_length})", len(plans), seconds, tokens, processed, peak.read_mb())
+        results.append(res)
+        print(f"  {res.name}: {res.per_edit:.3f} s/edit  (at {time.perf_counter() - started_all:.0f} s)", flush=True)
 
     plans, questions = build_plans(work / "sequential", entries[:seq_edits], args.epochs)
     real = planned_tokens(tok, plans)
@@ -365,7 +365,8 @@ def main() -> None:
     peak_tflops = bf16_peak_tflops(device) if device.type == "cuda" else None
     n_params = non_embedding_params(model)
     print()
-    header = f"{'variant':36} {'edits':>5} {'train s/edit':>12} {'score s/edit':>12} {'tokens/s':>9} {'pad waste':>9} {'peak MiB':>9}"
+    header = (f"{'variant':36} {'edits':>5} {'train s/edit':>12} {'score s/edit':>12} {'tokens/s':>9} "
+              f"{'pad waste':>9} {'peak MiB':>9}")
     if peak_tflops:
         header += f" {'MFU':>6}"
     print(header)
@@ -390,7 +391,8 @@ def main() -> None:
           f"batched on {', '.join(str(r.edits) for r in batch)}; total run {time.perf_counter() - started_all:.0f} s")
     print(f"best batched: {best.name}; vs authors pad 256: {authors_256.per_edit / best.per_edit:.1f}x")
     if score and seq.score_seconds and best.score_seconds:
-        print(f"scoring, batched vs per-adapter peft: {seq.score_seconds / seq.edits / (best.score_seconds / best.edits):.1f}x")
+        speedup = seq.score_seconds / seq.edits / (best.score_seconds / best.edits)
+        print(f"scoring, batched vs per-adapter peft: {speedup:.1f}x")
     shutil.rmtree(work, ignore_errors=True)
     print(f"batched vs authors: {authors_2048.per_edit / best.per_edit:.1f}x, "
           f"batched vs sequential: {seq.per_edit / best.per_edit:.1f}x")

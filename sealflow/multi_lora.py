@@ -41,6 +41,7 @@ the sequential shard writes, so the caller need not filter them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -144,7 +145,8 @@ class _InitReplay:
                 out_features = self.reference[_key(module, "B")].shape[0]
                 self.shapes.append((module, tensor.shape[1], out_features, base.dtype, tensor.dtype, tensor.device))
         replayed = self._replay(first_seed)
-        self.exact = set(replayed) == set(self.reference) and all(torch.equal(replayed[k], v) for k, v in self.reference.items())
+        self.exact = set(replayed) == set(self.reference) and all(
+            torch.equal(replayed[k], v) for k, v in self.reference.items())
         if not self.exact:
             log.warning("peft's LoRA init could not be replayed exactly; wrapping the model once per adapter")
 
@@ -241,8 +243,9 @@ class _Stack:
             raise ValueError("all adapters must hold lora_A and lora_B of the same modules")
         self.size = len(adapters)
         # requires_grad only makes autograd run _GatherRows.backward; no .grad is stored on them.
-        self.weight = {k: torch.stack([w[k].t() for w in adapters]).to(device).contiguous().requires_grad_(requires_grad)
-                       for k in self.keys}
+        self.weight = {k: torch.stack([w[k].t() for w in adapters]).to(device).contiguous() for k in self.keys}
+        for tensor in self.weight.values():
+            tensor.requires_grad_(requires_grad)
         self.grad = {k: torch.zeros_like(v) for k, v in self.weight.items()} if requires_grad else {}
         self.modules = {name: model.get_submodule(name) for name in self.names}
 
@@ -304,7 +307,8 @@ class _StackedLora:
         else:
             self.slots = torch.tensor(list(row_slots), device=device)
 
-    def _hook(self, name: str, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _forward_hook(self, name: str, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
         a = self.stack.gather(_key(name, "A"), self.slots)  # [groups, in, r]
         b = self.stack.gather(_key(name, "B"), self.slots)  # [groups, r, out]
         # As peft: the input is cast to the adapter's dtype (autocast, if on, then picks bf16).
@@ -314,7 +318,7 @@ class _StackedLora:
 
     def __enter__(self) -> "_StackedLora":
         for name, module in self.stack.modules.items():
-            self.handles.append(module.register_forward_hook(lambda m, args, out, _n=name: self._hook(_n, out, args[0])))
+            self.handles.append(module.register_forward_hook(functools.partial(self._forward_hook, name)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -409,7 +413,8 @@ def _head_split(model: torch.nn.Module):
     """(backbone, lm_head) for causal LMs whose logits are just ``lm_head(hidden)``, so the
     head runs on label positions only; ``None`` means use the full ``model(...).logits``."""
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) in _HEAD_SPLIT_TYPES and hasattr(model, "model") and hasattr(model, "lm_head"):
+    known = getattr(config, "model_type", None) in _HEAD_SPLIT_TYPES
+    if known and hasattr(model, "model") and hasattr(model, "lm_head"):
         return model.model, model.lm_head
     return None
 
@@ -466,7 +471,8 @@ def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[Tr
     size = max_group or max(1, len(trainable))
     for start in range(0, len(trainable), size):
         group = trainable[start : start + size]
-        for index, result in zip(group, _train_group(model, tokenizer, [plans[i] for i in group], lora, replay, report)):
+        trained = _train_group(model, tokenizer, [plans[i] for i in group], lora, replay, report)
+        for index, result in zip(group, trained):
             results[index] = result
     return results
 
@@ -488,7 +494,8 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
             continue
         stats.tokens = sum(len(ids) for ids, _ in encoded)
         s = plan.settings
-        jobs.append(_Job(index, len(jobs), s, encoded, stats, total_micro=s.epochs * math.ceil(len(encoded) / s.batch_size),
+        jobs.append(_Job(index, len(jobs), s, encoded, stats,
+                         total_micro=s.epochs * math.ceil(len(encoded) / s.batch_size),
                          batches=_job_batches(encoded, s, pad_id), work=stats.tokens * s.epochs))
     weights = [dict(w) for w in inits]
     if jobs:
@@ -589,7 +596,8 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                     tok_loss = _token_losses(model, split, input_ids.to(device), mask.to(device), flat.to(device),
                                              targets.to(device))
-                sums = torch.zeros(len(active), device=device, dtype=tok_loss.dtype).index_add(0, token_pos.to(device), tok_loss)
+                sums = torch.zeros(len(active), device=device, dtype=tok_loss.dtype)
+                sums = sums.index_add(0, token_pos.to(device), tok_loss)
                 # sum over adapters of (own token sum / own label count) / grad_accum, as train_loop's loss/grad_accum
                 (sums / scale).sum().backward()
                 total = total + sums.detach()
@@ -636,10 +644,12 @@ def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adap
                 chunk = order[start : start + batch_size]
                 if used:
                     patch.set_rows([slot_of[requests[i][0]] for i in chunk], device)
-                enc = tokenizer([requests[i][1] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tokenizer([requests[i][1] for i in chunk], return_tensors="pt", padding=True,
+                                add_special_tokens=False)
                 enc = {k: v.to(device) for k, v in enc.items()}
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                                     top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                     top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
                 for i, text in zip(chunk, texts):
                     results[i] = text

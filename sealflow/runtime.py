@@ -26,3 +26,23 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
     sys.excepthook = log_uncaught
     return log
 
+
+
+class collect_warnings(logging.Handler):
+    """Within ``with collect_warnings("sealflow.knowledge.data") as seen:``, ``seen.messages``
+    gathers that logger's warnings, so a stage can record in an artifact's meta what was dropped."""
+
+    def __init__(self, logger: str):
+        super().__init__(level=logging.WARNING)
+        self.logger = logging.getLogger(logger)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> "collect_warnings":
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)

@@ -33,8 +33,22 @@ def test_squad_official_answers_dedupe_and_drop(caplog) -> None:
     assert first.answer == "the lantern guild"
     assert first.alternatives == ("lantern guild",)
     assert harbour.questions[1].answers == ["blue kelp oil"]
-    # the unanswerable question is skipped, the duplicate paragraph's question merged in
+    # the unanswerable question is skipped (and said so), the duplicate paragraph's question merged in
     assert [q.question for q in orrin.questions] == ["What did Orrin Tallow compose?", "Where did Orrin Tallow live?"]
+    assert "empty question or no non-empty answer" in caplog.text
+
+
+def test_preparation_records_what_it_dropped_in_the_meta(tmp_path) -> None:
+    import json as _json
+
+    from sealflow.stages.knowledge import prepare_passages
+
+    data = {"source": "squad_json", "path": str(DATA / "squad_mini.json"), "hub_id": "squad", "hub_split": "x",
+            "n_train": 1, "n_val": 1, "seed": 0}
+    prepare_passages({"knowledge": {"data": data}}, train=str(tmp_path / "train.jsonl"), val=str(tmp_path / "val.jsonl"))
+    meta = _json.loads((tmp_path / "train.jsonl.meta.json").read_text())
+    assert any("empty question or no non-empty answer" in m for m in meta["dropped"])
+    assert any("passage(s) with no questions" in m for m in meta["dropped"])
 
 
 def test_ids_are_stable_and_content_derived() -> None:

@@ -222,7 +222,8 @@ def test_initial_and_inert_adapters_are_bit_exact(qwen, tmp_path):
             assert all(torch.equal(weights[k], expected[k]) for k in expected)
     plans = knowledge_plans(tmp_path)[:2]
     plans.append(TrainPlan("bad", 0, str(tmp_path / "bad"), [], TrainSettings(seed=5), valid=False, reason="empty"))
-    plans.append(TrainPlan("nolabel", 0, str(tmp_path / "nl"), [TrainExample("cut", prompt="a prompt cut off before its completion")],
+    cut = TrainExample("cut", prompt="a prompt cut off before its completion")
+    plans.append(TrainPlan("nolabel", 0, str(tmp_path / "nl"), [cut],
                            TrainSettings(seed=6, max_seq_len=3), mask_prompt=True))
     results = train_adapters_batched(model, tok, plans, LORA)
     for plan, (weights, stats) in zip(plans[2:], results[2:]):

@@ -136,6 +136,8 @@ def load_squad_official(path: str | os.PathLike) -> list[Passage]:
                 question = _question(text, texts)
                 if question is not None:
                     builder.add_question(title, context, question)
+                else:
+                    log.warning("dropped %s: empty question or no non-empty answer", qwhere)
     return builder.build()
 
 
@@ -185,6 +187,8 @@ def load_passages_json(path: str | os.PathLike) -> list[Passage]:
             question = _question(text, _answers_of(q, qwhere))
             if question is not None:
                 builder.add_question(title, context, question)
+            else:
+                log.warning("dropped %s: empty question or no non-empty answer", qwhere)
     return builder.build()
 
 
@@ -202,6 +206,8 @@ def passages_from_rows(rows: Iterable[Mapping[str, Any]], source: str, tag: str 
         builder.add_passage(title, context)
         if question is not None:
             builder.add_question(title, context, question)
+        else:
+            log.warning("dropped %s: row %d: empty question or no non-empty answer", source, i)
     return builder.build()
 
 

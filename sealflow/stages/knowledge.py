@@ -21,6 +21,7 @@ from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
 from ..records import parse_bool, read_edits
 from ..rewards import REWARD_COLUMNS, compute_rewards
+from ..runtime import collect_warnings
 from ..worldgen import generate_passages
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,13 @@ log = logging.getLogger(__name__)
 def prepare_passages(config: dict, *, train: str, val: str) -> None:
     train_out, val_out = train, val
     data_cfg = config["knowledge"]["data"]
-    train, val = load_splits(data_cfg, generated=generate_passages)
+    with collect_warnings("sealflow.knowledge.data") as dropped:
+        train, val = load_splits(data_cfg, generated=generate_passages)
     write_passages_jsonl(train_out, train)
     write_passages_jsonl(val_out, val)
     for path, rows in ((train_out, train), (val_out, val)):
         write_meta(path, config, seed=data_cfg["seed"], source=data_cfg["source"], n_passages=len(rows),
-                   n_questions=sum(len(p.questions) for p in rows))
+                   n_questions=sum(len(p.questions) for p in rows), dropped=dropped.messages)
     log.info("prepared %d train and %d validation passages", len(train), len(val))
 
 
