@@ -7,17 +7,20 @@
     forward/backward, saved with ``multi_lora.adapter_writer``.
 
 Every variant trains and saves the same adapters: the paper's inner-loop settings (batch
-1, 10 epochs, lr 1e-3, LoRA r 32 / alpha 64 on all seven projections, for all three
-variants) on knowledge self-edits (a few restatement lines plus the passage). Timings
-are train + save per edit; with ``--score`` (default on) each adapter also answers its
-passage's questions greedily, per adapter through peft (as the HF backend does) or in
-one batched ``generate`` over all adapters. The authors score with vLLM, which is not
-timed here. On a GPU the MFU is reported against a bf16 matmul peak measured in the same
-run (FLOPs: 4 x non-embedding parameters x real tokens, as a frozen base needs no
-weight gradients; padding counts as waste).
+1, 10 epochs, lr 1e-3, LoRA r 32 / alpha 64; on all seven projections for all three
+variants, where the authors' server leaves peft's default targets) on knowledge
+self-edits (a few restatement lines plus the passage). Timings are train + save per
+edit. Unless ``--no-score``, each sealflow adapter also answers its passage's questions
+greedily, per adapter through peft (as the HF backend does) or in one batched
+``generate`` over all adapters; the authors score with vLLM, which is not timed here.
+On a GPU the MFU is reported against a bf16 matmul peak measured in the same run
+(FLOPs: 4 x non-embedding parameters x real tokens, as a frozen base needs no weight
+gradients; padding counts as waste). Peak memory is per variant: CUDA max allocated,
+or the peak RSS with the kernel's high-water mark reset before each variant.
 
-    python benchmarks/bench_inner_loop.py [--quick] [--model PATH] [--device auto]
-        [--edits 16] [--groups 4,8,16] [--authors-edits 2] [--threads N] [--no-score]
+    python benchmarks/bench_inner_loop.py [--quick] [--model PATH] [--device auto] [--edits N]
+        [--groups 4,8,16] [--sequential-edits N] [--authors-edits N] [--authors-steps N]
+        [--epochs 10] [--threads N] [--no-score]
 """
 
 from __future__ import annotations

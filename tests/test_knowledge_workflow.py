@@ -60,6 +60,13 @@ def test_full_run_produces_every_artifact(finished_run):
         assert len(rewards) == n_train * k and set(rewards.edit_id) == {e["id"] for e in edits}
         assert rewards.reward_mean.between(-1, 1).all()
         assert (rewards[~rewards.valid].reward_mean == 0).all()
+        # The reward is adapted minus base, per edit (a sign error or a swap breaks this) ...
+        valid = rewards[rewards.valid]
+        assert (valid.reward_mean - (valid.score_adapted - valid.score_base)).abs().max() < 1e-9
+        # ... and round r samples from the policy of round r (the base model, then round r's own).
+        policy = {e["policy"] for e in edits}
+        expected = "knowledge/base/model" if r == 1 else f"knowledge/round{r}/policy"
+        assert len(policy) == 1 and policy.pop().endswith(expected), (r, policy)
         assert (rnd / "rewards.csv.meta.json").is_file()
         kept = [json.loads(line) for line in open(rnd / "filtered.jsonl")]
         assert len(kept) <= n_train * cfg["restem"]["keep_top_k"]

@@ -110,3 +110,54 @@ def test_update_policy_merges_and_reloads(tiny_model_dir, tmp_path):
     assert new[0][0]  # and it generates
     empty = update_policy(str(tmp_path / "policy"), [], LoraSettings(), TrainSettings(), tmp_path / "same", placement)
     assert empty["examples"] == 0 and (tmp_path / "same" / "config.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def storing_model_dir(tmp_path_factory):
+    """A tiny model just large enough for a LoRA to store a few facts (the 32-wide session model
+    cannot: its frozen, tied embeddings are too small for confident answers)."""
+    from dataclasses import replace
+
+    from conftest import _corpus, tiny_settings
+    from sealflow.base_model import build_base_model
+
+    out = tmp_path_factory.mktemp("storing") / "qwen2"
+    build_base_model(out, replace(tiny_settings("qwen2"), pretrain_steps=200, hidden_size=64, intermediate_size=128),
+                     _corpus(), seed=0)
+    return out
+
+
+def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storing_model_dir, tmp_path):
+    """A LoRA that learnt a passage's answers must raise accuracy on its questions through the
+    real scoring path: this fails if scoring forgets the adapter, swaps base and adapted, or
+    the reward has the wrong sign. (Fixed seeds: the margin is deterministic on CPU.)"""
+    from sealflow.backends import BackendSettings, make_backend
+    from sealflow.devices import resolve_placement
+    from sealflow.knowledge.prompts import question_prompt
+    from sealflow.knowledge.scoring import ScoringSettings, score_shard
+    from sealflow.lora import LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora
+    from sealflow.modeling import load_model, load_tokenizer
+    from sealflow.records import Passage, Question, SelfEdit
+    from sealflow.rewards import compute_rewards
+
+    passage = Passage("p0", "Domou Kess", "Domou Kess was born in Vellan.", (
+        Question("Where was Domou Kess born?", "Vellan"), Question("What did Domou Kess study?", "geology"),
+        Question("What did Domou Kess found?", "the lantern guild")))
+    facts = [TrainExample(f"{question_prompt(q.question)} {q.answer}") for q in passage.questions]
+    placement = resolve_placement("cpu")
+    model, tok = load_model(storing_model_dir, placement), load_tokenizer(storing_model_dir)
+    lora = LoraSettings(r=16, alpha=32, target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                        "up_proj", "down_proj"))
+    peft_model, _ = train_lora(model, tok, facts, lora, TrainSettings(epochs=40, lr=1e-2, batch_size=1, seed=1))
+    meta = save_adapter(peft_model, tmp_path / "adapter", {})
+    peft_model.unload()
+    edit = SelfEdit(id="r1-s0-p00-k0", input_id="p0", sample=0, prompt="P", completion="-", round=1, shard=0, seed=0)
+    manifest = {(edit.id, 0): {"adapter": str(tmp_path / "adapter"), "valid": True, "sha256": meta["sha256"]}}
+    backend = make_backend(str(storing_model_dir), placement, BackendSettings(name="hf"))
+    rows = score_shard(backend, {"p0": passage}, [edit], manifest, ScoringSettings(grader="em", max_new_tokens=8),
+                       eval_repeats=1, reuse_training=False)
+    base = sum(r["score_base"] for r in rows) / len(rows)
+    adapted = sum(r["score_adapted"] for r in rows) / len(rows)
+    assert adapted - base >= 2 / 3, [(r["answer_base"], r["answer_adapted"]) for r in rows]  # a clear margin
+    (reward,) = compute_rewards(rows, [edit])
+    assert reward["reward_mean"] == pytest.approx(adapted - base) and reward["valid"]
