@@ -79,51 +79,94 @@ def _reusable(out_dir: Path, key: str) -> bool:
     return True
 
 
+def _kept_row(row: dict, out_dir: Path) -> dict:
+    meta = json.loads((out_dir / "meta.json").read_text())
+    row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
+               sha256=meta.get("sha256"), valid=meta["valid"], reason=meta["reason"],
+               dropped_examples=meta.get("dropped_examples", 0), truncated_examples=meta.get("truncated_examples", 0))
+    log.info("kept %s (complete, valid, same training key)", out_dir)
+    return row
+
+
+def _verdict(plan: TrainPlan, steps: int) -> tuple[bool, str | None]:
+    if plan.valid and steps == 0:  # every example was cut to nothing: no self-edit's effect
+        return False, NO_TRAINING_STEP
+    return plan.valid, plan.reason
+
+
+def _trained_row(row: dict, valid: bool, reason: str | None, summary: dict, seconds: float, sha256: str) -> dict:
+    row.update(status="trained" if valid else "inert", valid=valid, reason=reason, seconds=seconds,
+               steps=summary.get("steps"), final_loss=summary.get("final_loss"), sha256=sha256,
+               dropped_examples=summary.get("dropped_examples", 0),
+               truncated_examples=summary.get("truncated_examples", 0))
+    log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], row["adapter"], seconds, row["steps"],
+             row["final_loss"])
+    return row
+
+
 def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[TrainPlan], lora: LoraSettings,
-              fault_key: str = "") -> list[dict]:
-    """Train (or keep) every planned adapter; return one manifest row per adapter."""
-    rows = []
+              fault_key: str = "", parallel_adapters: int = 1) -> list[dict]:
+    """Train (or keep) every planned adapter; return one manifest row per adapter, in plan order.
+
+    ``parallel_adapters`` > 1 trains that many adapters at once in one batched pass
+    (``multi_lora``); each is saved as it would be alone, so everything downstream is the same.
+    """
+    rows: list[dict | None] = [None] * len(plans)
+    todo: list[tuple[int, TrainPlan, str, dict]] = []
     for index, plan in enumerate(plans):
         out_dir = Path(plan.out_dir)
         key = training_key(plan, lora, model_id)
         row = {"edit_id": plan.edit_id, "repeat": plan.repeat, "adapter": str(out_dir), "valid": plan.valid,
                "reason": plan.reason, "training_key": key, **plan.info}
         if _reusable(out_dir, key):
-            meta = json.loads((out_dir / "meta.json").read_text())
-            row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
-                       sha256=meta.get("sha256"), valid=meta["valid"], reason=meta["reason"],
-                       dropped_examples=meta.get("dropped_examples", 0),
-                       truncated_examples=meta.get("truncated_examples", 0))
-            log.info("kept %s (complete, valid, same training key)", out_dir)
-            rows.append(row)
-            continue
-        if index == 1:
-            maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter of a shard
-        started = time.time()
-        valid, reason = plan.valid, plan.reason
-        if plan.valid:
-            peft_model, stats = train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)
-            summary = stats.summary()
-            if stats.steps == 0:  # every example was cut to nothing: an untrained adapter is no self-edit's effect
-                valid, reason = False, NO_TRAINING_STEP
+            rows[index] = _kept_row(row, out_dir)
         else:
-            # An inert adapter (LoRA B starts at zero) keeps the artifact layout uniform.
-            torch.manual_seed(plan.settings.seed)
-            peft_model, summary = get_peft_model(model, lora.peft_config()), {"steps": 0}
-        meta = save_adapter(peft_model, out_dir, {
-            "edit_id": plan.edit_id, "repeat": plan.repeat, "training_key": key, "valid": valid,
-            "reason": reason, "model": model_id, **summary,
-        })
-        model = peft_model.unload()
-        seconds = time.time() - started
-        row.update(status="trained" if valid else "inert", valid=valid, reason=reason, seconds=seconds,
-                   steps=summary.get("steps"), final_loss=summary.get("final_loss"), sha256=meta["sha256"],
-                   dropped_examples=summary.get("dropped_examples", 0),
-                   truncated_examples=summary.get("truncated_examples", 0))
-        log.info("%s %s in %.1f s (steps=%s, loss=%s)", row["status"], out_dir, seconds, row["steps"], row["final_loss"])
-        rows.append(row)
-        maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
-    return rows
+            todo.append((index, plan, key, row))
+    written = 0
+
+    def meta_of(plan: TrainPlan, key: str, valid: bool, reason: str | None, summary: dict) -> dict:
+        return {"edit_id": plan.edit_id, "repeat": plan.repeat, "training_key": key, "valid": valid,
+                "reason": reason, "model": model_id, **summary}
+
+    if parallel_adapters <= 1:
+        for index, plan, key, row in todo:
+            if written == 1:
+                maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter of a shard
+            started = time.time()
+            if plan.valid:
+                peft_model, stats = train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)
+                summary = stats.summary()
+            else:
+                # An inert adapter (LoRA B starts at zero) keeps the artifact layout uniform.
+                torch.manual_seed(plan.settings.seed)
+                peft_model, summary = get_peft_model(model, lora.peft_config()), {"steps": 0}
+            valid, reason = _verdict(plan, summary["steps"])
+            meta = save_adapter(peft_model, plan.out_dir, meta_of(plan, key, valid, reason, summary))
+            model = peft_model.unload()
+            rows[index] = _trained_row(row, valid, reason, summary, time.time() - started, meta["sha256"])
+            written += 1
+            maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
+        return rows  # type: ignore[return-value]
+
+    from .multi_lora import adapter_writer, train_adapters_batched
+
+    for start in range(0, len(todo), parallel_adapters):
+        group = todo[start : start + parallel_adapters]
+        started = time.time()
+        results = train_adapters_batched(model, tokenizer, [plan for _, plan, _, _ in group], lora,
+                                         max_group=parallel_adapters)
+        log.info("trained %d adapters in one batched pass in %.1f s", len(group), time.time() - started)
+        with adapter_writer(model, lora) as write:
+            for (index, plan, key, row), (weights, stats) in zip(group, results):
+                if written == 1:
+                    maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter is written
+                summary = stats.summary() if plan.valid else {"steps": 0}
+                valid, reason = _verdict(plan, summary["steps"])
+                meta = write(weights, plan.out_dir, meta_of(plan, key, valid, reason, summary))
+                rows[index] = _trained_row(row, valid, reason, summary, stats.seconds, meta["sha256"])
+                written += 1
+                maybe_delay("inner_loop")
+    return rows  # type: ignore[return-value]
 
 
 def check_declared(plans: Sequence[TrainPlan], declared: Sequence[str]) -> None:

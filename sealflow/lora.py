@@ -62,6 +62,24 @@ def encode_example(tokenizer, example: TrainExample, max_len: int, mask_prompt: 
     return ids[:max_len], labels[:max_len]
 
 
+def encode_for_training(tokenizer, examples: Sequence[TrainExample], max_seq_len: int, mask_prompt: bool,
+                        stats: TrainStats) -> list[tuple[list[int], list[int]]]:
+    """Encoded examples cut to ``max_seq_len``; those left with nothing to learn are dropped.
+
+    Both are counted in ``stats`` (and so in the adapter's meta) and logged: a cut answer
+    grid or a vanished example should never pass unnoticed.
+    """
+    full = [encode_example(tokenizer, ex, 10**9, mask_prompt) for ex in examples]
+    stats.truncated_examples = sum(len(ids) > max_seq_len for ids, _ in full)
+    encoded = [(ids[:max_seq_len], labels[:max_seq_len]) for ids, labels in full]
+    encoded = [e for e in encoded if any(label != -100 for label in e[1][1:])]
+    stats.dropped_examples = len(full) - len(encoded)
+    if stats.dropped_examples or stats.truncated_examples:
+        log.warning("%d of %d training examples cut to max_seq_len=%d, %d of them with nothing left to learn",
+                    stats.truncated_examples, len(full), max_seq_len, stats.dropped_examples)
+    return encoded
+
+
 def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random):
     order = list(range(len(encoded)))
     rng.shuffle(order)
@@ -84,14 +102,7 @@ def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExampl
     """AdamW over the trainable parameters of ``model`` (the LoRA weights)."""
     stats = TrainStats(examples=len(examples))
     started = time.time()
-    full = [encode_example(tokenizer, ex, 10**9, mask_prompt) for ex in examples]
-    stats.truncated_examples = sum(len(ids) > settings.max_seq_len for ids, _ in full)
-    encoded = [(ids[: settings.max_seq_len], labels[: settings.max_seq_len]) for ids, labels in full]
-    encoded = [e for e in encoded if any(label != -100 for label in e[1][1:])]
-    stats.dropped_examples = len(full) - len(encoded)
-    if stats.dropped_examples or stats.truncated_examples:
-        log.warning("%d of %d training examples cut to max_seq_len=%d, %d of them with nothing left to learn",
-                    stats.truncated_examples, len(full), settings.max_seq_len, stats.dropped_examples)
+    encoded = encode_for_training(tokenizer, examples, settings.max_seq_len, mask_prompt, stats)
     if not encoded:
         stats.seconds = time.time() - started
         return stats

@@ -57,7 +57,7 @@ from peft import PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 
 from .inner_loop import TrainPlan
-from .lora import LoraSettings, TrainSettings, TrainStats, _batches, encode_example, save_adapter
+from .lora import LoraSettings, TrainSettings, TrainStats, _batches, encode_for_training, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -222,16 +222,31 @@ def load_adapter_weights(path: str | Path, device: torch.device | str | None = N
 
 
 # -- stacked LoRA forward -----------------------------------------------------------
-class _Stack:
-    """The LoRA weights of G adapters: per module, ``A`` stacked and transposed as one
-    ``[G, in, r]`` tensor and ``B`` as one ``[G, r, out]``, plus (when trained) gradient
-    buffers of the same shapes. Transposed storage makes ``x @ A^T`` a plain ``bmm`` whose
-    weight gradient comes out contiguous (``index_add_`` of a strided source was ~15x
-    slower on CPU); the products are bit-identical to ``F.linear``'s.
+class _Rows:
+    """Which stacked adapter each group of rows uses: ``slots`` (on the device) and the
+    same as Python ints; ``unique`` when no slot repeats, ``identity`` when slots are
+    ``0..G-1`` in order."""
 
-    The hooks gather the rows they need through :class:`_GatherRows`, whose backward adds
-    straight into the gradient buffer rows: backward never builds a whole ``[G, ...]``
-    gradient per module (``index_select``'s own backward zero-fills and adds one each time).
+    def __init__(self, slots: Sequence[int], size: int, device: torch.device):
+        self.list = list(slots)
+        self.tensor = torch.tensor(self.list, device=device)
+        self.unique = len(set(self.list)) == len(self.list)
+        self.identity = self.list == list(range(size))
+
+
+class _Stack:
+    """The LoRA weights of G adapters in one ``[G, P]`` buffer, one contiguous row per
+    adapter holding every module's ``A`` and ``B`` transposed (``[in, r]``, ``[r, out]``),
+    plus (when trained) a gradient buffer of the same shape.
+
+    * One row per adapter lets the optimizer update each adapter as a single tensor (a
+      fused AdamW over 56 small tensors per adapter spent most of its time in per-tensor
+      overhead: ~38 ms against ~3 ms per step for 16 adapters on 2 CPU cores).
+    * Transposed storage makes ``x @ A^T`` a plain ``bmm`` whose weight gradient comes
+      out contiguous; the products are bit-identical to ``F.linear``'s.
+    * The hooks gather rows through :class:`_GatherRows`, whose backward adds straight
+      into the gradient rows: backward never builds a whole ``[G, ...]`` gradient per
+      module, as ``index_select``'s own backward does (zero-fill plus add, every time).
     """
 
     def __init__(self, model: torch.nn.Module, adapters: Sequence[AdapterWeights], device: torch.device,
@@ -242,17 +257,27 @@ class _Stack:
         if set(self.keys) != set(first) or any(set(w) != set(first) for w in adapters):
             raise ValueError("all adapters must hold lora_A and lora_B of the same modules")
         self.size = len(adapters)
-        # requires_grad only makes autograd run _GatherRows.backward; no .grad is stored on them.
-        self.weight = {k: torch.stack([w[k].t() for w in adapters]).to(device).contiguous() for k in self.keys}
-        for tensor in self.weight.values():
-            tensor.requires_grad_(requires_grad)
-        self.grad = {k: torch.zeros_like(v) for k, v in self.weight.items()} if requires_grad else {}
+        self.layout: dict[str, tuple[int, torch.Size]] = {}  # key -> (offset, stored shape = peft shape transposed)
+        offset = 0
+        for key in self.keys:
+            shape = first[key].t().shape
+            self.layout[key] = (offset, shape)
+            offset += shape.numel()
+        self.flat = torch.stack([torch.cat([w[k].t().reshape(-1) for k in self.keys]) for w in adapters]).to(device)
+        self.flat_grad = torch.zeros_like(self.flat) if requires_grad else None
+        # requires_grad only makes autograd run _GatherRows.backward; no .grad is ever stored on them.
+        self.weight = {k: self._view(self.flat, k).requires_grad_(requires_grad) for k in self.keys}
+        self.grad = {k: self._view(self.flat_grad, k) for k in self.keys} if requires_grad else {}
         self.modules = {name: model.get_submodule(name) for name in self.names}
 
-    def gather(self, key: str, slots: torch.Tensor) -> torch.Tensor:
+    def _view(self, buffer: torch.Tensor, key: str) -> torch.Tensor:
+        offset, shape = self.layout[key]
+        return buffer[:, offset : offset + shape.numel()].view(buffer.shape[0], *shape)
+
+    def gather(self, key: str, rows: _Rows) -> torch.Tensor:
         if not self.grad:
-            return self.weight[key].index_select(0, slots)
-        return _GatherRows.apply(self.weight[key], self.grad[key], slots)
+            return self.weight[key].index_select(0, rows.tensor)
+        return _GatherRows.apply(self.weight[key], self.grad[key], rows)
 
     def weights(self, slot: int) -> AdapterWeights:
         return {k: v[slot].detach().t().contiguous() for k, v in self.weight.items()}
@@ -260,16 +285,27 @@ class _Stack:
 
 class _GatherRows(torch.autograd.Function):
     """``weight[slots]`` whose backward accumulates into ``grad_buffer[slots]`` in place
-    (the same sums AccumulateGrad would form) and returns no gradient for ``weight``."""
+    (the same sums AccumulateGrad would form) and returns no gradient for ``weight``.
+    The buffer rows are strided views (one row of the ``[G, P]`` buffer per adapter), where
+    ``index_add_`` is ~10x slower than adding contiguous slices, so it is used only for
+    repeated slots."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, grad_buffer: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        ctx.grad_buffer, ctx.slots = grad_buffer, slots
-        return weight.index_select(0, slots)
+    def forward(ctx, weight: torch.Tensor, grad_buffer: torch.Tensor, rows: _Rows) -> torch.Tensor:
+        ctx.grad_buffer, ctx.rows = grad_buffer, rows
+        return weight.index_select(0, rows.tensor)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        ctx.grad_buffer.index_add_(0, ctx.slots, grad_out.to(ctx.grad_buffer.dtype))
+        buffer, rows = ctx.grad_buffer, ctx.rows
+        grad_out = grad_out.to(buffer.dtype)
+        if rows.identity:
+            buffer.add_(grad_out)
+        elif rows.unique:
+            for i, slot in enumerate(rows.list):
+                buffer[slot].add_(grad_out[i])
+        else:
+            buffer.index_add_(0, rows.tensor, grad_out)
         return None, None, None
 
 
@@ -282,16 +318,16 @@ class _StackedLora:
     ``[G', k*T, in]`` and each adapter's weights are gathered once instead of per row.
 
     Why not a loop over each adapter's contiguous rows (two ``F.linear`` per segment)?
-    Measured while choosing, on 2 CPU cores (demo-sized Qwen2, r=32, G=16, 2 epochs, 1 thread): batch 1
-    4.6 s gathered vs 6.4 s segment loop, batch 4 5.3 vs 6.2 s, mixed batch sizes and
-    example counts 4.0 vs 4.4 s. With small per-adapter slices the loop pays G tiny
-    GEMMs (and their autograd nodes) per module forward and backward; the gather
-    pays one copy of the weights, which is cheap at LoRA rank.
+    Measured while choosing, on 2 CPU cores (demo-sized Qwen2, r=32, G=16, 2 epochs,
+    1 thread): batch 1 4.6 s gathered vs 6.4 s segment loop, batch 4 5.3 vs 6.2 s, mixed
+    batch sizes and example counts 4.0 vs 4.4 s. With small per-adapter slices the loop
+    pays G tiny GEMMs (and their autograd nodes) per module forward and backward; the
+    gather pays one copy of the weights, which is cheap at LoRA rank.
     """
 
     def __init__(self, stack: _Stack, scale: float):
         self.stack, self.scale = stack, scale
-        self.slots: torch.Tensor | None = None  # adapter slot per row, or per group of ``k`` rows
+        self.rows: _Rows | None = None  # adapter slot per row, or per group of ``k`` rows
         self.handles: list = []
 
     def set_rows(self, row_slots: Sequence[int], device: torch.device) -> None:
@@ -303,16 +339,16 @@ class _StackedLora:
             else:
                 runs.append([slot, 1])
         if len({count for _, count in runs}) == 1 and len({slot for slot, _ in runs}) == len(runs):
-            self.slots = torch.tensor([slot for slot, _ in runs], device=device)
+            self.rows = _Rows([slot for slot, _ in runs], self.stack.size, device)
         else:
-            self.slots = torch.tensor(list(row_slots), device=device)
+            self.rows = _Rows(row_slots, self.stack.size, device)
 
     def _forward_hook(self, name: str, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0]
-        a = self.stack.gather(_key(name, "A"), self.slots)  # [groups, in, r]
-        b = self.stack.gather(_key(name, "B"), self.slots)  # [groups, r, out]
+        a = self.stack.gather(_key(name, "A"), self.rows)  # [groups, in, r]
+        b = self.stack.gather(_key(name, "B"), self.rows)  # [groups, r, out]
         # As peft: the input is cast to the adapter's dtype (autocast, if on, then picks bf16).
-        xs = x.reshape(self.slots.shape[0], -1, x.shape[-1]).to(a.dtype)
+        xs = x.reshape(len(self.rows.list), -1, x.shape[-1]).to(a.dtype)
         delta = torch.bmm(torch.bmm(xs, a), b) * self.scale
         return output + delta.reshape(output.shape).to(output.dtype)
 
@@ -333,8 +369,9 @@ class StackedAdamW:
     tensors, with an active mask: ``step(slots)`` updates only those adapters.
 
     Adapter ``g``'s rows of every tensor form its own parameter group (its own lr, step
-    count and so bias correction); an adapter left out of a step has no gradient for that
-    step, so AdamW skips it and its weights, moments and step count stay untouched. This
+    count and so bias correction); an adapter left out of a step is hidden from that step
+    (its group is not in ``param_groups``), so its weights, moments and step count stay
+    untouched and its gradient keeps accumulating. This
     is torch's AdamW itself (betas 0.9/0.999, eps 1e-8, as ``train_loop``'s), in its fused
     kernel where the device has one: on 2 CPU cores and 16 demo-sized adapters a step took
     ~7 ms fused against ~18 ms for the per-tensor loop torch uses on CPU by default.
@@ -488,8 +525,7 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
     for index, plan in enumerate(plans):
         stats = TrainStats(examples=len(plan.examples))
         stats_all.append(stats)
-        encoded = [encode_example(tokenizer, ex, plan.settings.max_seq_len, plan.mask_prompt) for ex in plan.examples]
-        encoded = [e for e in encoded if any(label != -100 for label in e[1][1:])]
+        encoded = encode_for_training(tokenizer, plan.examples, plan.settings.max_seq_len, plan.mask_prompt, stats)
         if not encoded:
             continue
         stats.tokens = sum(len(ids) for ids, _ in encoded)
@@ -503,8 +539,7 @@ def _train_group(model, tokenizer, plans: Sequence[TrainPlan], lora: LoraSetting
             for p in model.parameters():
                 p.requires_grad_(False)
             stack = _Stack(model, [inits[j.index] for j in jobs], device, requires_grad=True)
-            optimizer = StackedAdamW([stack.weight[k] for k in stack.keys], [stack.grad[k] for k in stack.keys],
-                                     [j.settings.lr for j in jobs])
+            optimizer = StackedAdamW([stack.flat], [stack.flat_grad], [j.settings.lr for j in jobs])
             patch = _StackedLora(stack, lora.alpha / lora.r)
             recorded = _run_steps(model, patch, optimizer, jobs, device, pad_id, report)
             values = torch.cat(recorded).tolist() if recorded else []  # the one host sync for all losses

@@ -293,3 +293,30 @@ def test_generate_batched_equals_per_adapter_peft(qwen, tmp_path):
                                  for a, p in requests])
     assert batched == [texts[0] for texts in expected]
     assert len({batched[i] for i in range(4)}) > 1  # the adapters do change the answers
+
+
+def test_run_shard_batched_writes_what_sequential_writes(qwen, tmp_path):
+    """Through the inner loop itself: the same manifest rows, adapters that load to the same
+    weights, an inert one for an invalid plan, and a rerun that keeps every adapter."""
+    from safetensors.torch import load_file
+
+    from sealflow.inner_loop import run_shard
+
+    model, tok = qwen
+    plans = {}
+    for mode in ("sequential", "batched"):
+        plans[mode] = knowledge_plans(tmp_path / mode)
+        plans[mode].append(TrainPlan("bad", 0, str(tmp_path / mode / "bad"), [], TrainSettings(seed=3), valid=False,
+                                     reason="no_usable_lines"))
+    seq = run_shard(model, tok, "tiny", plans["sequential"], LORA, parallel_adapters=1)
+    bat = run_shard(model, tok, "tiny", plans["batched"], LORA, parallel_adapters=3)
+    for a, b in zip(seq, bat):
+        assert (a["edit_id"], a["status"], a["valid"], a["reason"], a["steps"]) == \
+               (b["edit_id"], b["status"], b["valid"], b["reason"], b["steps"])
+        wa = load_file(f"{a['adapter']}/adapter_model.safetensors")
+        wb = load_file(f"{b['adapter']}/adapter_model.safetensors")
+        for key in wa:
+            torch.testing.assert_close(wb[key], wa[key], atol=1e-5, rtol=1e-4)
+    assert [r["status"] for r in bat] == ["trained"] * 4 + ["inert"]
+    again = run_shard(model, tok, "tiny", plans["batched"], LORA, parallel_adapters=3)
+    assert {r["status"] for r in again} == {"kept"}

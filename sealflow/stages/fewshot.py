@@ -68,7 +68,8 @@ def generate_self_edits(config: dict, *, tasks: str, policy: str, out: str, r: i
 
 def train_shard(config: dict, model, tokenizer, policy: str, plans: Sequence[TrainPlan], fault_key: str) -> list[dict]:
     lora = LoraSettings.from_config(config["fewshot"]["inner_loop"]["lora"])
-    rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora, fault_key=fault_key)
+    rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora, fault_key=fault_key,
+                     parallel_adapters=config["fewshot"]["inner_loop"]["parallel_adapters"])
     trained = [r["seconds"] for r in rows if r.get("status") == "trained"]
     if trained:
         log.info("TTT: %d adapters trained, %.2f s each on average (min %.2f, max %.2f)", len(trained),

@@ -71,7 +71,7 @@ def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: st
                             TrainSettings.from_config(icfg), config["seed"])
     check_declared(plans, adapters)
     rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora,
-                     fault_key=f"knowledge-r{round_}-s{shard}")
+                     fault_key=f"knowledge-r{round_}-s{shard}", parallel_adapters=icfg["parallel_adapters"])
     write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy),
                                                              round=round_, shard=shard)})
 
