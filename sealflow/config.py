@@ -30,22 +30,15 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     for domain in domains:
         if domain not in cfg:
             raise ConfigError(f"domains lists {domain!r} but the config has no '{domain}' section")
+    for domain in domains:  # the same rules in both domains
+        _require_divisible(cfg, domain, "n_train", "shard_size")
+        keep, k = cfg[domain]["restem"]["keep_top_k"], cfg[domain]["self_edits"]["k"]
+        if keep > k:
+            raise ConfigError(f"{domain}.restem.keep_top_k={keep} exceeds {domain}.self_edits.k={k}")
     if "knowledge" in domains:
-        _require_divisible(cfg, "knowledge", "n_train", "shard_size")
         kcfg = cfg["knowledge"]
-        if kcfg["restem"]["keep_top_k"] > kcfg["self_edits"]["k"]:
-            raise ConfigError(
-                f"knowledge.restem.keep_top_k={kcfg['restem']['keep_top_k']} exceeds knowledge.self_edits.k={kcfg['self_edits']['k']}"
-            )
         if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"]["path"]:
             raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
-    if "fewshot" in domains:
-        _require_divisible(cfg, "fewshot", "n_train", "shard_size")
-        fcfg = cfg["fewshot"]
-        if fcfg["restem"]["keep_top_k"] > fcfg["self_edits"]["k"]:
-            raise ConfigError(
-                f"fewshot.restem.keep_top_k={fcfg['restem']['keep_top_k']} exceeds fewshot.self_edits.k={fcfg['self_edits']['k']}"
-            )
     backend = cfg["backend"]
     if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")

@@ -107,29 +107,20 @@ def test_lines_split_strips_bullets_headers_short_and_duplicates() -> None:
     assert out.n_from_edit == 4 and out.reason is None
 
 
-def test_lines_keep_decimal_numbers() -> None:
-    out = sequences.training_texts(PASSAGE, "3.5 percent of the pass is paved.", "lines", include_passage=False)
-    assert out.texts == ["Quillon Pass\n3.5 percent of the pass is paved."]
-
-
-def test_self_qa_pairs_stay_together() -> None:
-    completion = "Which range does it cross?\nAnswer: The Ashen Range.\nQuestion 2: When is it closed?\nAnswer: Every winter."
-    out = sequences.training_texts(PASSAGE, completion, "lines", include_passage=False)
-    assert out.texts == [
-        "Quillon Pass\nQuestion 1: Which range does it cross?\nAnswer: The Ashen Range.",
-        "Quillon Pass\nQuestion 2: When is it closed?\nAnswer: Every winter.",
-    ]
-
-
-def test_segments_split_on_blank_lines_and_separators() -> None:
-    completion = "The pass crosses a range.\nIt is high.\n\nWinter closes the pass.\n---\nSnow blocks the road each year."
-    out = sequences.training_texts(PASSAGE, completion, "segments", include_passage=True)
-    assert out.texts == [
-        "Quillon Pass\nThe pass crosses a range.\nIt is high.",
-        "Quillon Pass\nWinter closes the pass.",
-        "Quillon Pass\nSnow blocks the road each year.",
-        PASSAGE_TEXT,
-    ]
+@pytest.mark.parametrize("completion, split, include_passage, expected", [
+    ("3.5 percent of the pass is paved.", "lines", False,  # decimal numbers are not list markers
+     ["Quillon Pass\n3.5 percent of the pass is paved."]),
+    ("Which range does it cross?\nAnswer: The Ashen Range.\nQuestion 2: When is it closed?\nAnswer: Every winter.",
+     "lines", False,  # self-QA pairs stay together
+     ["Quillon Pass\nQuestion 1: Which range does it cross?\nAnswer: The Ashen Range.",
+      "Quillon Pass\nQuestion 2: When is it closed?\nAnswer: Every winter."]),
+    ("The pass crosses a range.\nIt is high.\n\nWinter closes the pass.\n---\nSnow blocks the road each year.",
+     "segments", True,  # segments split on blank lines and separators
+     ["Quillon Pass\nThe pass crosses a range.\nIt is high.", "Quillon Pass\nWinter closes the pass.",
+      "Quillon Pass\nSnow blocks the road each year.", PASSAGE_TEXT]),
+])
+def test_training_texts_of_a_completion(completion, split, include_passage, expected) -> None:
+    assert sequences.training_texts(PASSAGE, completion, split, include_passage=include_passage).texts == expected
 
 
 def test_segments_chunk_a_single_block_by_lines() -> None:

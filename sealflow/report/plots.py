@@ -395,9 +395,7 @@ def paired_effects(effects: pd.DataFrame, title: str = "Paired differences") -> 
     ax.axvline(0, color="0.3", linewidth=1)
     ax.set_yticks(y, data["label"])
     ax.set_xlabel("difference in accuracy, 95% interval (dark: excludes 0, grey: does not)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, ax, title)
 
 
 def training_rounds(rounds: pd.DataFrame, title: str = "Training rounds") -> Figure:
@@ -414,6 +412,10 @@ def training_rounds(rounds: pd.DataFrame, title: str = "Training rounds") -> Fig
     ax.set_xlabel("round")
     ax.axhline(0, color="0.7", linewidth=0.8)
     ax.legend(frameon=False)
+    return _titled(fig, ax, title)
+
+
+def _titled(fig: Figure, ax, title: str) -> Figure:
     ax.set_title(title)
     fig.tight_layout()
     return fig
