@@ -8,7 +8,7 @@ RUN ?= demo
 CONFIG ?= config/config.yaml
 CORES ?= 2
 
-.PHONY: setup run run-fewshot report test-setup test clean
+.PHONY: setup run run-fewshot report test-setup test gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-setup: setup
 
 test: test-setup
 	$(BIN)/pytest
+
+# The prepared GPU check (benchmarks/gpu_check.py): about 8 minutes on one GPU, no internet.
+gpu-check: setup
+	PYTHON=$(BIN)/python bash tools/gpu_check.sh
 
 clean:
 	rm -rf results .snakemake test-artifacts
