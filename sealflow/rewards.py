@@ -38,7 +38,12 @@ def compute_rewards(eval_rows: Iterable[Mapping], edits: Sequence[SelfEdit], rel
             reason = reason or "not_scored"
         per_repeat: dict[int, list[tuple[float, float | None]]] = defaultdict(list)
         for r in rows:
-            per_repeat[int(r["repeat"])].append((_num(r["score_base"]) or 0.0, _num(r["score_adapted"])))
+            base_score, adapted_score = _num(r["score_base"]), _num(r["score_adapted"])
+            # A missing score is an error, not a 0: only an invalid edit has no adapted score.
+            if base_score is None or (valid and adapted_score is None):
+                raise ValueError(f"eval row of edit {edit.id} (repeat {r['repeat']}, question "
+                                 f"{r.get('question_index')}) has no {'score_base' if base_score is None else 'score_adapted'}")
+            per_repeat[int(r["repeat"])].append((base_score, adapted_score))
         rewards, base_acc, adapted_acc = [], [], []
         for pairs in per_repeat.values():
             base = sum(b for b, _ in pairs) / len(pairs)

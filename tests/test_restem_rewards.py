@@ -161,3 +161,29 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
     assert adapted - base >= 2 / 3, [(r["answer_base"], r["answer_adapted"]) for r in rows]  # a clear margin
     (reward,) = compute_rewards(rows, [edit])
     assert reward["reward_mean"] == pytest.approx(adapted - base) and reward["valid"]
+
+
+def test_a_missing_score_is_an_error_not_a_zero():
+    from sealflow.records import SelfEdit
+    from sealflow.rewards import compute_rewards
+
+    edit = SelfEdit(id="r1-s0-p00-k0", input_id="p0", sample=0, prompt="P", completion="x", round=1, shard=0, seed=0)
+    row = {"edit_id": edit.id, "repeat": 0, "question_index": 0, "score_base": 0.0, "score_adapted": "",
+           "valid": True, "reason": ""}
+    with pytest.raises(ValueError, match="has no score_adapted"):
+        compute_rewards([row], [edit])
+    with pytest.raises(ValueError, match="has no score_base"):
+        compute_rewards([{**row, "score_base": "", "score_adapted": 1.0}], [edit])
+    # an invalid edit has no adapted score by design: reward 0 with its reason
+    (ok,) = compute_rewards([{**row, "valid": False, "reason": "no_usable_lines"}], [edit])
+    assert (ok["reward_mean"], ok["reason"]) == (0.0, "no_usable_lines")
+
+
+def test_a_backend_that_returns_fewer_completions_is_an_error():
+    from sealflow.backends import GenerationRequest
+    from sealflow.backends.base import completions_of
+
+    requests = [GenerationRequest("a", n=2), GenerationRequest("b", n=2)]
+    assert completions_of(requests, [["x", "y"], ["z", "w"]]) == [["x", "y"], ["z", "w"]]
+    with pytest.raises(RuntimeError, match="1 of 2 completions for request 1"):
+        completions_of(requests, [["x", "y"], ["z"]])

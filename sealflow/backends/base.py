@@ -86,3 +86,17 @@ def apply_stop(text: str, stop: Sequence[str]) -> str:
         if position != -1:
             cut = min(cut, position)
     return text[:cut]
+
+
+def completions_of(requests: Sequence[GenerationRequest], outputs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``outputs`` checked to hold ``request.n`` completions for every request.
+
+    A backend that returns fewer is broken; an empty string in their place would pass for
+    an empty self-edit (reward 0) without a word.
+    """
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"the backend answered {len(outputs)} of {len(requests)} requests")
+    for index, (request, texts) in enumerate(zip(requests, outputs)):
+        if len(texts) != request.n:
+            raise RuntimeError(f"the backend returned {len(texts)} of {request.n} completions for request {index}")
+    return [list(texts) for texts in outputs]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..backends import Backend, GenerationRequest
+from ..backends.base import completions_of
 from ..ids import derived_seed, edit_id
 from ..records import SelfEdit
 from .guided import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATES, guided_completions
@@ -77,18 +78,19 @@ def sample_self_edits(backend: Backend, tokenizer: Any, tasks: Sequence[ArcTask]
         outputs = guided_completions(backend, [with_bos(tokenizer, p) for p in prompts], seeds, settings.k,
                                      settings.temperature, settings.top_p, settings.learning_rates, settings.epochs)
     else:
-        outputs = backend.generate([
-            GenerationRequest(with_bos(tokenizer, prompt), n=settings.k, max_new_tokens=settings.max_new_tokens,
-                              temperature=settings.temperature, top_p=settings.top_p, seed=s)
-            for prompt, s in zip(prompts, seeds)
-        ])
+        requests = [GenerationRequest(with_bos(tokenizer, prompt), n=settings.k, max_new_tokens=settings.max_new_tokens,
+                                      temperature=settings.temperature, top_p=settings.top_p, seed=s)
+                    for prompt, s in zip(prompts, seeds)]
+        outputs = completions_of(requests, backend.generate(requests))
+    if any(len(texts) != settings.k for texts in outputs):
+        raise RuntimeError(f"guided decoding returned other than k={settings.k} self-edits for a task")
     sampling = settings.record()
     edits = []
     for pos, (task, prompt, s, completions) in enumerate(zip(tasks, prompts, seeds, outputs)):
         for sample in range(settings.k):
             edits.append(SelfEdit(
                 id=edit_id(prefix, pos, sample), input_id=task.id, sample=sample, prompt=prompt,
-                completion=completions[sample] if sample < len(completions) else "", round=round_, shard=shard,
+                completion=completions[sample], round=round_, shard=shard,
                 seed=s, sampling=sampling, policy=policy,
             ))
     return edits

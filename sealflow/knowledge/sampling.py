@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import Backend, GenerationRequest
+from ..backends.base import completions_of
 from ..ids import derived_seed, edit_id, round_prefix
 from ..records import Passage, SelfEdit
 from .prompts import self_edit_prompt
@@ -34,13 +35,13 @@ def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], 
                           temperature=settings.temperature, top_p=settings.top_p, seed=s)
         for prompt, s in zip(prompts, seeds)
     ]
-    outputs = backend.generate(requests)
+    outputs = completions_of(requests, backend.generate(requests))
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p,
                 "max_new_tokens": settings.max_new_tokens, "prompt_family": settings.prompt, "k": settings.k}
     edits = []
     for pos, (passage, prompt, s, completions) in enumerate(zip(passages, prompts, seeds, outputs)):
         for sample in range(settings.k):
-            completion = completions[sample] if sample < len(completions) else ""
+            completion = completions[sample]
             edits.append(SelfEdit(
                 id=edit_id(round_prefix(round_, shard), pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
                 completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,
