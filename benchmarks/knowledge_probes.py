@@ -33,7 +33,7 @@ def main() -> None:
     from sealflow.knowledge.faithfulness import faithfulness
     from sealflow.knowledge.grading import clean_prediction, grade
     from sealflow.knowledge.prompts import question_prompt, self_edit_prompt
-    from sealflow.knowledge.sequences import training_texts
+    from sealflow.knowledge.inner import training_texts
     from sealflow.lora import LoraSettings, TrainExample, TrainSettings, train_lora
     from sealflow.modeling import load_model, load_tokenizer
     from sealflow.worldgen import generate_entries

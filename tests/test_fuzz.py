@@ -21,7 +21,7 @@ from sealflow.config import ConfigError, validate_config
 from sealflow.fewshot.tasks import ArcTask, Example
 from sealflow.fewshot.toolconfig import parse_self_edit
 from sealflow.knowledge.inner import InnerSettings, plans_for_edits
-from sealflow.knowledge.sequences import training_texts
+from sealflow.knowledge.inner import training_texts
 from sealflow.records import Passage, Question, SelfEdit, read_edits, undecodable
 from sealflow.settings import TrainSettings
 

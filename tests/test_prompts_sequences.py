@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sealflow.knowledge import prompts, sequences
-from sealflow.knowledge.sequences import EMPTY_COMPLETION, NO_USABLE_LINES, TrainingTexts
+from sealflow.knowledge import inner as sequences  # the self-edit -> training sequences half of inner.py
+from sealflow.knowledge import prompts
+from sealflow.knowledge.inner import EMPTY_COMPLETION, NO_USABLE_LINES, TrainingTexts
 from sealflow.records import Passage, Question, SelfEdit
 
 PASSAGE = Passage(

@@ -6,7 +6,7 @@ import pytest
 
 from sealflow.records import SelfEdit
 from sealflow.restem import restem_filter
-from sealflow.rewards import compute_rewards
+from sealflow.restem import compute_rewards
 
 
 def _edit(eid: str, input_id: str, sample: int) -> SelfEdit:
@@ -138,7 +138,7 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
     from sealflow.lora import LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora
     from sealflow.modeling import load_model, load_tokenizer
     from sealflow.records import Passage, Question, SelfEdit
-    from sealflow.rewards import compute_rewards
+    from sealflow.restem import compute_rewards
 
     passage = Passage("p0", "Domou Kess", "Domou Kess was born in Vellan.", (
         Question("Where was Domou Kess born?", "Vellan"), Question("What did Domou Kess study?", "geology"),
@@ -165,7 +165,7 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
 
 def test_a_missing_score_is_an_error_not_a_zero():
     from sealflow.records import SelfEdit
-    from sealflow.rewards import compute_rewards
+    from sealflow.restem import compute_rewards
 
     edit = SelfEdit(id="r1-s0-p00-k0", input_id="p0", sample=0, prompt="P", completion="x", round=1, shard=0, seed=0)
     row = {"edit_id": edit.id, "repeat": 0, "question_index": 0, "score_base": 0.0, "score_adapted": "",

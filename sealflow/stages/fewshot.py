@@ -25,7 +25,7 @@ from ..lora import LoraSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
 from ..records import read_edits
-from ..rewards import REWARD_COLUMNS, compute_rewards
+from ..restem import REWARD_COLUMNS, compute_rewards
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from ..lora import LoraSettings, TrainSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
 from ..records import parse_bool, read_edits
-from ..rewards import REWARD_COLUMNS, compute_rewards
+from ..restem import REWARD_COLUMNS, compute_rewards
 from ..runtime import collect_warnings
 from ..worldgen import generate_passages
 

@@ -28,7 +28,7 @@ from ..grading import clean_prediction
 from ..prompts import question_prompt, self_edit_prompt
 from ..sampling import SamplingSettings
 from ..scoring import ScoringSettings, grade_all
-from ..sequences import TrainingTexts, passage_only_texts, passage_text, training_texts
+from ..inner import TrainingTexts, passage_only_texts, passage_text, training_texts
 from .methods import BASE, PASSAGE, method_round
 from .settings import EvalSettings, seeded
 
