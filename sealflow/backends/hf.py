@@ -111,14 +111,53 @@ class HFBackend:
         picks = draw_choices(scores, request.n, request.temperature, request.top_p, request.seed)
         return [request.choices[i] for i in picks]
 
+    def _greedy_with_adapters(self, requests: Sequence[GenerationRequest], results: list) -> None:
+        """Answer every greedy request in shared batches, each row with its own adapter (or none).
+
+        One ``generate`` per batch over many adapters (``multi_lora.generate_batched``)
+        instead of one per adapter: a scoring shard's questions for all its adapters at
+        once. Only when every adapter has the same LoRA shape; else the per-adapter path.
+        """
+        import json
+        from pathlib import Path
+
+        picked = [i for i, r in enumerate(requests) if r.greedy and not r.choices]
+        paths = list(dict.fromkeys(requests[i].adapter for i in picked if requests[i].adapter))
+        if not paths:
+            return
+        shapes = {json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in json.loads(
+            (Path(p) / "adapter_config.json").read_text()).items() if k in ("r", "lora_alpha", "target_modules")},
+            sort_keys=True) for p in paths}
+        if len(shapes) != 1:
+            return
+        from ..multi_lora import generate_batched, load_adapter_weights
+        from ..settings import LoraSettings
+
+        shape = json.loads(shapes.pop())
+        lora = LoraSettings(r=shape["r"], alpha=shape["lora_alpha"], target_modules=tuple(shape["target_modules"]))
+        weights = [load_adapter_weights(p, self.placement.device) for p in paths]
+        slot = {p: s for s, p in enumerate(paths)}
+        by_budget: dict[tuple, list[int]] = defaultdict(list)
+        for i in picked:
+            by_budget[(requests[i].max_new_tokens, requests[i].stop)].append(i)
+        for (max_new, stop), indices in by_budget.items():
+            rows = [(slot.get(requests[i].adapter), requests[i].prompt) for i in indices]
+            texts = generate_batched(self.model, self.tokenizer, lora, weights, rows, max_new_tokens=max_new,
+                                     batch_size=self.settings.batch_size)
+            for i, text in zip(indices, texts):
+                results[i] = [apply_stop(text, stop)] * requests[i].n  # greedy: n identical answers
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         results: list[list[str] | None] = [None] * len(requests)
+        self._greedy_with_adapters(requests, results)
         # Requests that differ only in seed share a batch: one ``generate`` call per batch is
         # what makes sampling fast. The batch is seeded with its first request's seed, so
         # results are reproducible for the same shard (but depend on how it is batched).
         groups: dict[tuple, list[int]] = defaultdict(list)
         guided: list[int] = []
         for index, req in enumerate(requests):
+            if results[index] is not None:
+                continue  # answered above, with its adapter, in a shared batch
             if req.choices:
                 guided.append(index)
             else:
