@@ -77,6 +77,8 @@ def main() -> None:
         "passage": lambda e: training_texts(e.passage, "", "lines", True).texts,
         "passage + restatements": lambda e: training_texts(e.passage, "\n".join(e.restatements(rng)), "lines",
                                                            True).texts,
+        "passage + explicit lines": lambda e: training_texts(e.passage, "\n".join(e.explicit_lines()), "lines",
+                                                             True).texts,
         "questions and answers": lambda e: [f"{question_prompt(q.question)} {q.answer}" for q in e.passage.questions],
     }
     base = sum(accuracy(model, e.passage) for e in entries) / len(entries)

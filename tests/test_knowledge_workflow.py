@@ -170,3 +170,50 @@ def test_a_changed_grader_rescores_without_regenerating_or_retraining(finished_r
     shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
     jobs = planned_jobs(finished_run, "results/test/knowledge/round1/rewards.csv", *changed)
     assert jobs == {"knowledge_score_adapters": shards, "knowledge_rewards": 1}, jobs
+
+
+def _lines_with(texts, needle_pairs):
+    """(title, answer) pairs that occur together on one line of any text."""
+    found = set()
+    for text in texts:
+        for line in text.splitlines():
+            for title, answer in needle_pairs:
+                if title in line and answer in line:
+                    found.add((title, answer))
+    return found
+
+
+def test_validation_facts_never_reach_pretraining_or_any_round(finished_run):
+    """Goal 4 of the organism: the held-out ordering must come from the method, not from leakage.
+
+    A validation fact is a (title, answer) pair on one line. It must not occur in the base model's
+    pretraining corpus (rebuilt exactly as the base rule built it), in the training passages, in any
+    round's self-edits or SFT data, and held-out self-edits must not be any round's training data.
+    The same search finds training facts in the rounds' SFT data, so it is not blind.
+    """
+    from sealflow.base_model import BuildSettings
+    from sealflow.stages.base import corpus_for
+
+    cfg = _test_config()
+    knowledge = finished_run / "results" / "test" / "knowledge"
+    read = lambda path: [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    val, train = read(knowledge / "data" / "val.jsonl"), read(knowledge / "data" / "train.jsonl")
+    facts = lambda passages: {(p["title"], q["answer"]) for p in passages for q in p["questions"]}
+    val_facts, train_facts = facts(val), facts(train)
+    assert val_facts and not {p["id"] for p in val} & {p["id"] for p in train}
+
+    corpus = corpus_for("knowledge", BuildSettings.from_config(cfg["knowledge"]["base_model"]["build"]), cfg["seed"])
+    assert not _lines_with(corpus, val_facts), "a validation fact is in the pretraining corpus"
+    assert not _lines_with([p["context"] for p in train], val_facts)
+
+    round_files = sorted(knowledge.glob("round*/self_edits/*.jsonl")) + sorted(knowledge.glob("round*/filtered.jsonl"))
+    assert round_files
+    records = [record for path in round_files for record in read(path)]
+    round_texts = [f"{r.get('prompt', '')}\n{r.get('completion', '')}" for r in records]
+    assert not _lines_with(round_texts, val_facts), "a validation fact reached a training round"
+
+    heldout_edits = {r["completion"] for path in knowledge.glob("heldout/self_edits/*.jsonl") for r in read(path)
+                     if r.get("completion", "").strip()}
+    assert heldout_edits and not heldout_edits & {r.get("completion") for r in records}
+    # Positive control: the same search finds the training passages' titles in the rounds' prompts.
+    assert _lines_with(round_texts, {(p["title"], p["title"]) for p in train})

@@ -24,6 +24,16 @@ def corpus_for(domain: str, settings: BuildSettings, seed: int) -> list[str]:
     return getattr(importlib.import_module(module), name)(settings.corpus_passages, seed)
 
 
+def whole_token_share(model_dir: str | Path, words) -> float:
+    """Share of ``words`` that the built tokenizer encodes, after a space, as one token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    words = list(words)
+    whole = sum(len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1 for w in words)
+    return whole / max(1, len(words))
+
+
 def base_model(config: dict, *, domain: str, out: str) -> None:
     base_cfg = config[domain]["base_model"]
     if base_cfg.get("path"):
@@ -37,5 +47,13 @@ def base_model(config: dict, *, domain: str, out: str) -> None:
     corpus = corpus_for(domain, settings, config["seed"])
     log.info("%s corpus: %d documents, %d characters", domain, len(corpus), sum(map(len, corpus)))
     stats = build_base_model(out, settings, corpus, config["seed"])
+    if domain == "knowledge":
+        # The organism relies on names being one token each (see sealflow/worldgen.py).
+        from ..worldgen import NAMES
+
+        stats["whole_token_names"] = round(whole_token_share(out, NAMES), 4)
+        if stats["whole_token_names"] < 0.9:
+            log.warning("only %.0f%% of the world's names are one token: the tiny policy will copy them poorly "
+                        "(raise knowledge.base_model.build.vocab_size)", 100 * stats["whole_token_names"])
     write_meta(Path(out), config, seed=config["seed"], built=True, architecture=settings.architecture, **stats)
     log.info("built %s base model: %s", domain, stats)
