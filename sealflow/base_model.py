@@ -63,6 +63,7 @@ class BuildSettings:
     batch_size: int = 16
     seq_len: int = 256
     lr: float = 3e-3
+    windows: str = "anywhere"  # anywhere | documents: where pretraining windows start
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -121,14 +122,21 @@ def make_model(settings: BuildSettings, tokenizer: PreTrainedTokenizerFast) -> t
     return LlamaForCausalLM(LlamaConfig(**common, bos_token_id=tokenizer.bos_token_id))
 
 
-def _packed_batches(ids: list[int], seq_len: int, batch_size: int, steps: int, rng: random.Random):
-    """Random windows of one long token stream: simple, fast pretraining batches."""
+def _packed_batches(ids: list[int], seq_len: int, batch_size: int, steps: int, rng: random.Random,
+                    doc_starts: list[int] | None = None):
+    """Random windows of one long token stream: simple, fast pretraining batches.
+
+    With ``doc_starts``, windows start at a document's first token. A window that starts
+    anywhere often holds a self-edit without the passage it is about, which teaches a model
+    to write about whatever it likes instead of copying from its context.
+    """
     top = len(ids) - seq_len - 1
     if top <= 0:
         raise ValueError(f"pretraining corpus has {len(ids)} tokens, fewer than seq_len={seq_len}")
+    starts_from = [s for s in doc_starts if s < top] if doc_starts is not None else None
     data = torch.tensor(ids, dtype=torch.long)
     for _ in range(steps):
-        starts = [rng.randrange(top) for _ in range(batch_size)]
+        starts = [rng.choice(starts_from) if starts_from else rng.randrange(top) for _ in range(batch_size)]
         yield torch.stack([data[s : s + seq_len] for s in starts])
 
 
@@ -137,10 +145,14 @@ def pretrain(model: torch.nn.Module, tokenizer, texts: Sequence[str], settings: 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     ids: list[int] = []
+    doc_starts: list[int] = []
     eos = tokenizer.eos_token_id
     for text in texts:
+        doc_starts.append(len(ids))
         ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
         ids.append(eos)
+    if settings.windows not in ("anywhere", "documents"):
+        raise ValueError(f"base_model.build.windows must be 'anywhere' or 'documents', got {settings.windows!r}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
     warmup = max(1, settings.pretrain_steps // 20)
 
@@ -154,7 +166,8 @@ def pretrain(model: torch.nn.Module, tokenizer, texts: Sequence[str], settings: 
     model.train()
     losses: list[float] = []
     started = time.time()
-    for step, batch in enumerate(_packed_batches(ids, settings.seq_len, settings.batch_size, settings.pretrain_steps, rng)):
+    for step, batch in enumerate(_packed_batches(ids, settings.seq_len, settings.batch_size, settings.pretrain_steps, rng,
+                                                       doc_starts if settings.windows == "documents" else None)):
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
