@@ -111,6 +111,13 @@ def adapter_outputs(domain):
     return ids.adapter_files(adapter_root(domain, "{r}", "{s}"), slots_of(domain), trained_repeats(domain))
 
 
+def round_adapter_outputs(domain):
+    """A shard's adapters as inner-loop outputs: update() keeps the valid ones when a shard reruns;
+    with keep_adapters false they are temp(), deleted once the shard's scoring job has read them."""
+    files = update(adapter_outputs(domain))
+    return files if config["keep_adapters"] else temp(files)
+
+
 def round_policy(wildcards):
     """The policy of round r: the base model for r = 1, else what round r-1's update wrote."""
     return ids.policy_dir(f"{OUT}/{wildcards.domain}", int(wildcards.r))

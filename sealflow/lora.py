@@ -155,11 +155,29 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def adapter_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype adapters of ``model`` are saved in: that of the weights they adapt (bf16 on most GPUs)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return next(p.dtype for p in base.parameters() if p.is_floating_point())
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def save_adapter(peft_model: PeftModel, out_dir: str | Path, meta: dict) -> dict:
-    """Save the adapter atomically with its sha256 recorded in ``meta.json`` inside it."""
+    """Save the adapter atomically, in the model's dtype, with its sha256 recorded in ``meta.json`` inside it.
+
+    peft keeps LoRA weights in float32 while training (stable updates under bf16 autocast)
+    and would save them so: twice the bytes of a bf16 model's adapter, 323 MB instead of
+    162 MB for r 32 on Qwen2.5-7B. Saving in the model's dtype loses only what the
+    adapted weights cannot hold anyway (vLLM casts adapters to the model's dtype too).
+    """
+    dtype = adapter_dtype(peft_model)
+    weights = {name: p.detach().to(dtype) for name, p in peft_model.named_parameters() if "lora_" in name}
     with atomic_dir(out_dir) as tmp:
-        peft_model.save_pretrained(tmp)
-        record = dict(meta, sha256=sha256_file(tmp / "adapter_model.safetensors"))
+        peft_model.save_pretrained(tmp, state_dict=weights)
+        record = dict(meta, dtype=dtype_name(dtype), sha256=sha256_file(tmp / "adapter_model.safetensors"))
         (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return record
 

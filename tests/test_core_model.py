@@ -106,3 +106,29 @@ def test_max_model_len_follows_the_model_and_refuses_more(tiny_model_dir):
     assert resolve_max_model_len(str(tiny_model_dir), 64) == 64
     with pytest.raises(ValueError, match=rf"backend.max_model_len={2 * limit} exceeds .*max_position_embeddings={limit}"):
         resolve_max_model_len(str(tiny_model_dir), 2 * limit)
+
+
+def test_adapters_are_saved_in_the_models_dtype_and_keyed_by_it(tiny_model_dir, tmp_path):
+    """peft trains LoRA weights in float32; a bf16 model's adapters are saved in bf16 (half the bytes),
+    and the dtype is part of the training key, the adapter's meta and the shard manifest."""
+    from safetensors import safe_open
+
+    from sealflow.inner_loop import TrainPlan, run_shard
+
+    tok = load_tokenizer(tiny_model_dir)
+    lora = LoraSettings(r=4, alpha=8)
+    rows, sizes = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = load_model(tiny_model_dir, resolve_placement("cpu")).to(dtype)
+        name = str(dtype).removeprefix("torch.")
+        plan = TrainPlan("e0", 0, str(tmp_path / name), [TrainExample("Velmora was founded by Tarsh Orlan.")] * 2,
+                         TrainSettings(epochs=1, lr=1e-2, batch_size=2))
+        rows[name], = run_shard(model, tok, "m", [plan], lora)
+        weights = tmp_path / name / "adapter_model.safetensors"
+        with safe_open(str(weights), framework="pt") as handle:
+            tensors = [handle.get_tensor(k) for k in handle.keys()]
+        assert {t.dtype for t in tensors} == {dtype}
+        sizes[name] = sum(t.numel() * t.element_size() for t in tensors)
+        assert validate_adapter(tmp_path / name)["dtype"] == name == rows[name]["dtype"]
+    assert rows["float32"]["training_key"] != rows["bfloat16"]["training_key"]
+    assert sizes["bfloat16"] * 2 == sizes["float32"]
