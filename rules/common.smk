@@ -4,7 +4,7 @@
 import os
 
 from sealflow import ids
-from sealflow.config import rule_resources
+from sealflow.config import generation_env, rule_resources
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
@@ -57,6 +57,11 @@ def data_files(domain):
 def res(rule_name, kind):
     """Snakemake resources for a rule: `kind` is cpu or gpu, overridable per rule in config."""
     return rule_resources(config, rule_name, kind)
+
+
+def generation_conda():
+    """conda env of rules that generate (params use "backend"): envs/vllm.yaml when vLLM may run."""
+    return generation_env(config)
 
 
 def threads_of(rule_name, kind):

@@ -40,7 +40,7 @@ rule fewshot_generate_self_edits:
         **res("fewshot_generate_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -94,7 +94,7 @@ rule fewshot_score_adapters:
         **res("fewshot_score_adapters", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

@@ -41,7 +41,7 @@ rule knowledge_generate_self_edits:
         **res("knowledge_generate_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -95,7 +95,7 @@ rule knowledge_score_adapters:
         **res("knowledge_score_adapters", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

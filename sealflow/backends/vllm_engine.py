@@ -34,6 +34,11 @@ from .zero_adapter import write_zero_adapter
 
 log = logging.getLogger(__name__)
 
+# The oldest vLLM with every API used here: StructuredOutputsParams / SamplingParams(structured_outputs=)
+# (guided decoding's replacement) and the V1 engine core. envs/vllm.yaml and pyproject.toml say the same
+# (tests/test_envs.py).
+VLLM_MIN_VERSION = "0.11"
+
 
 def cpu_environment_defaults() -> dict[str, str]:
     """Environment vLLM's CPU build needs (set with ``setdefault``: the caller's values win).
@@ -92,9 +97,25 @@ def check_cpu_head_size(model_path: str) -> None:
         )
 
 
+def _check_version(version: str) -> None:
+    from packaging.version import Version
+
+    if Version(version).release < Version(VLLM_MIN_VERSION).release:
+        raise RuntimeError(f"config key 'backend.name' is 'vllm' but vllm {version} is older than {VLLM_MIN_VERSION}, "
+                           "the first release with the structured-outputs API this code uses; "
+                           "see envs/vllm.yaml")
+
+
+def engine_dtype(placement: Placement) -> str:
+    """vLLM's ``dtype``: the placement's (bf16 on GPUs that have it, fp16 on older ones, float32 on CPU)."""
+    return str(placement.dtype).removeprefix("torch.")
+
+
 def _import_vllm():
     try:
         import vllm  # noqa: F401
+
+        _check_version(vllm.__version__)
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
@@ -132,7 +153,7 @@ class VLLMBackend:
         engine_args = dict(
             model=self.model_path,
             tokenizer=self.model_path,
-            dtype="bfloat16" if placement.is_cuda else "float32",
+            dtype=engine_dtype(placement),
             enable_lora=True,
             max_loras=int(self.settings.max_loras),
             max_lora_rank=int(self.settings.max_lora_rank),
