@@ -4,7 +4,7 @@
 import os
 
 from sealflow import ids
-from sealflow.config import generation_env, rule_resources
+from sealflow.config import base_model_kind, generation_env, rule_resources
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 

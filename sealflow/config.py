@@ -55,6 +55,13 @@ def generation_env(cfg: Mapping[str, Any]) -> str:
     return VLLM_ENV if cfg["backend"]["name"] in ("vllm", "auto") else RULE_ENV
 
 
+def base_model_kind(cfg: Mapping[str, Any]) -> str:
+    """Resource family of ``base_model``: writing a pointer to a hub id or path needs no GPU
+    (``cpu``); building a tiny model trains one (``gpu``, as the other training rules)."""
+    builds = any(not cfg[d]["base_model"].get("path") for d in cfg["domains"])
+    return "gpu" if builds else "cpu"
+
+
 def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, Any]:
     """Snakemake ``resources:`` for ``rule`` of ``kind`` (cpu|gpu), with per-rule overrides.
 

@@ -132,3 +132,61 @@ def test_adapters_are_saved_in_the_models_dtype_and_keyed_by_it(tiny_model_dir, 
         assert validate_adapter(tmp_path / name)["dtype"] == name == rows[name]["dtype"]
     assert rows["float32"]["training_key"] != rows["bfloat16"]["training_key"]
     assert sizes["bfloat16"] * 2 == sizes["float32"]
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_hf_generation_ends_at_the_stop_string_with_the_same_text(tiny_model_dir, tmp_path, adapter):
+    """A stop string ends a row's generation (fewer new tokens), and the answer is the one that
+    generating the whole budget and cutting afterwards gives; with adapters (the shared-batch path) too."""
+    from sealflow.backends.base import apply_stop
+
+    placement = resolve_placement("cpu")
+    tok = load_tokenizer(tiny_model_dir)
+    path = None
+    if adapter:
+        model = load_model(tiny_model_dir, placement)
+        peft_model, _ = train_lora(model, tok, [TrainExample("zzz qqq zzz qqq zzz")] * 4, LoraSettings(r=4, alpha=8),
+                                   TrainSettings(epochs=2, lr=1e-2, batch_size=4))
+        save_adapter(peft_model, tmp_path / "a", {})
+        path = str(tmp_path / "a")
+    backend = make_backend(str(tiny_model_dir), placement, BackendSettings(name="hf"))
+    widths = []
+    generate = backend.model.generate
+
+    def recording(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        widths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    backend.model.generate = recording
+    full, = backend.generate([GenerationRequest("The city", adapter=path, max_new_tokens=48)])
+    stop = full[0][3:5]
+    assert stop.strip() and widths == [48]
+    cut, = backend.generate([GenerationRequest("The city", adapter=path, max_new_tokens=48, stop=(stop,))])
+    assert cut == [apply_stop(full[0], (stop,))]
+    assert widths[1] < 48
+
+
+def test_a_gpu_load_places_the_weights_on_the_device_while_loading(tiny_model_dir, monkeypatch):
+    """No host copy first: from_pretrained gets the device as its device_map on CUDA (CPU: none)."""
+    import transformers
+
+    import sealflow.modeling as modeling
+    from sealflow.devices import Placement
+
+    seen = []
+
+    class _Model(torch.nn.Module):
+        def to(self, device):
+            return self
+
+    def fake_from_pretrained(path, **kwargs):
+        seen.append(kwargs)
+        return _Model()
+
+    monkeypatch.setattr(modeling.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    modeling.load_model(tiny_model_dir, Placement(torch.device("cuda"), torch.bfloat16))
+    modeling.load_model(tiny_model_dir, Placement(torch.device("cpu"), torch.float32))
+    assert seen[0]["device_map"] == {"": torch.device("cuda")} and seen[0]["dtype"] is torch.bfloat16
+    assert seen[1]["device_map"] is None
+    assert transformers.AutoModelForCausalLM is modeling.AutoModelForCausalLM

@@ -100,3 +100,19 @@ def test_generation_env_has_vllm_exactly_where_vllm_may_run(backend, env):
     ("cuda", torch.bfloat16, "bfloat16"), ("cuda", torch.float16, "float16"), ("cpu", torch.float32, "float32")])
 def test_vllm_dtype_follows_the_device(device, dtype, expected):
     assert engine_dtype(Placement(torch.device(device), dtype)) == expected
+
+
+def test_a_shard_with_more_adapters_than_lora_slots_is_named_and_the_paper_config_has_enough():
+    from sealflow.backends.vllm_engine import lora_slot_shortfall
+
+    assert lora_slot_shortfall(76, 8) and "backend.max_loras to 76" in lora_slot_shortfall(76, 8)
+    assert lora_slot_shortfall(76, 76) is None
+    paper = yaml.safe_load((ROOT / "config/paper-knowledge.yaml").read_text())
+    k = paper["knowledge"]
+    per_shard = k["self_edits"]["shard_size"] * k["self_edits"]["k"] * k["inner_loop"]["eval_repeats"] + 1
+    assert lora_slot_shortfall(per_shard, paper["backend"]["max_loras"]) is None
+    assert paper["backend"]["max_lora_rank"] >= k["inner_loop"]["lora"]["r"]
+    fewshot = yaml.safe_load((ROOT / "config/paper-fewshot.yaml").read_text())
+    f = fewshot["fewshot"]
+    assert lora_slot_shortfall(f["self_edits"]["shard_size"] * f["self_edits"]["k"] + 1,
+                               fewshot["backend"]["max_loras"]) is None

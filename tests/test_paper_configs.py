@@ -37,3 +37,13 @@ def test_paper_fewshot_uses_the_authors_arc_lora_batches_and_update():
 def test_paper_knowledge_deletes_scored_adapters_and_the_default_keeps_them():
     assert _merged("paper-knowledge.yaml")["keep_adapters"] is False
     assert _merged("config.yaml")["keep_adapters"] is True
+
+
+def test_base_model_asks_for_a_gpu_only_when_it_builds_a_model():
+    from sealflow.config import base_model_kind, rule_resources
+
+    for name in ("paper-knowledge.yaml", "paper-fewshot.yaml"):
+        config = _merged(name)
+        assert base_model_kind(config) == "cpu"  # a pointer file
+        assert "gpu" not in rule_resources(config, "base_model", base_model_kind(config))
+    assert base_model_kind(_merged("test.yaml")) == "gpu"  # the tiny model is trained
