@@ -11,9 +11,9 @@ rule base_model:
         f"{OUT}/logs/base_model/{{domain}}.log",
     benchmark:
         f"{OUT}/benchmarks/base_model/{{domain}}.tsv"
-    threads: threads_of("base_model", "gpu")
+    threads: threads_of("base_model", base_model_kind(config))
     resources:
-        **res("base_model", "gpu"),
+        **res("base_model", base_model_kind(config)),
     retries: retries()
     conda:
         "../envs/sealflow.yaml"

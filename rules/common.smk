@@ -4,7 +4,7 @@
 import os
 
 from sealflow import ids
-from sealflow.config import rule_resources
+from sealflow.config import base_model_kind, generation_env, rule_resources
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
@@ -59,6 +59,11 @@ def res(rule_name, kind):
     return rule_resources(config, rule_name, kind)
 
 
+def generation_conda():
+    """conda env of rules that generate (params use "backend"): envs/vllm.yaml when vLLM may run."""
+    return generation_env(config)
+
+
 def threads_of(rule_name, kind):
     return res(rule_name, kind)["cpus_per_task"]
 
@@ -109,6 +114,13 @@ def adapters_of_manifest(wildcards, output):
 def adapter_outputs(domain):
     """The adapter files of one shard, with {r} and {s} left as wildcards."""
     return ids.adapter_files(adapter_root(domain, "{r}", "{s}"), slots_of(domain), trained_repeats(domain))
+
+
+def round_adapter_outputs(domain):
+    """A shard's adapters as inner-loop outputs: update() keeps the valid ones when a shard reruns;
+    with keep_adapters false they are temp(), deleted once the shard's scoring job has read them."""
+    files = update(adapter_outputs(domain))
+    return files if config["keep_adapters"] else temp(files)
 
 
 def round_policy(wildcards):

@@ -40,7 +40,7 @@ rule fewshot_generate_self_edits:
         **res("fewshot_generate_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -53,7 +53,7 @@ rule fewshot_inner_loop:
         tasks=f"{FS}/data/train.jsonl",
         policy=fs_round_policy,
     output:
-        adapters=update(adapter_outputs("fewshot")),
+        adapters=round_adapter_outputs("fewshot"),
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
     params:
         stage="fewshot.inner_loop",
@@ -78,6 +78,7 @@ rule fewshot_score_adapters:
         edits=f"{FS}/round{{r}}/self_edits/shard{{s}}.jsonl",
         tasks=f"{FS}/data/train.jsonl",
         manifest=f"{FS}/round{{r}}/adapters/shard{{s}}.json",
+        adapters=adapter_outputs("fewshot"),
         policy=fs_round_policy,
     output:
         out=f"{FS}/round{{r}}/eval/shard{{s}}.csv",
@@ -93,7 +94,7 @@ rule fewshot_score_adapters:
         **res("fewshot_score_adapters", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

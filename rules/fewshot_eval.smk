@@ -21,7 +21,7 @@ rule fewshot_eval_icl:
         **res("fewshot_eval_icl", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -47,7 +47,7 @@ rule fewshot_eval_self_edits:
         **res("fewshot_eval_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -72,7 +72,7 @@ rule fewshot_eval_oracle:
         **res("fewshot_eval_oracle", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

@@ -41,7 +41,7 @@ rule knowledge_generate_self_edits:
         **res("knowledge_generate_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -54,7 +54,7 @@ rule knowledge_inner_loop:
         passages=f"{KN}/data/train.jsonl",
         policy=kn_round_policy,
     output:
-        adapters=update(adapter_outputs("knowledge")),
+        adapters=round_adapter_outputs("knowledge"),
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
     params:
         stage="knowledge.inner_loop",
@@ -79,6 +79,7 @@ rule knowledge_score_adapters:
         edits=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
         passages=f"{KN}/data/train.jsonl",
         manifest=f"{KN}/round{{r}}/adapters/shard{{s}}.json",
+        adapters=adapter_outputs("knowledge"),
         policy=kn_round_policy,
     output:
         out=f"{KN}/round{{r}}/eval/shard{{s}}.csv",
@@ -94,7 +95,7 @@ rule knowledge_score_adapters:
         **res("knowledge_score_adapters", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

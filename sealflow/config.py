@@ -44,6 +44,24 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")
 
 
+# Conda environments (``--sdm conda``): rules that generate text run where vLLM is installed
+# whenever the backend may be vLLM; tests/test_envs.py checks the files against the code.
+RULE_ENV = "../envs/sealflow.yaml"
+VLLM_ENV = "../envs/vllm.yaml"
+
+
+def generation_env(cfg: Mapping[str, Any]) -> str:
+    """The conda env (relative to a rules file) of a rule that generates through ``backend``."""
+    return VLLM_ENV if cfg["backend"]["name"] in ("vllm", "auto") else RULE_ENV
+
+
+def base_model_kind(cfg: Mapping[str, Any]) -> str:
+    """Resource family of ``base_model``: writing a pointer to a hub id or path needs no GPU
+    (``cpu``); building a tiny model trains one (``gpu``, as the other training rules)."""
+    builds = any(not cfg[d]["base_model"].get("path") for d in cfg["domains"])
+    return "gpu" if builds else "cpu"
+
+
 def rule_resources(cfg: Mapping[str, Any], rule: str, kind: str) -> dict[str, Any]:
     """Snakemake ``resources:`` for ``rule`` of ``kind`` (cpu|gpu), with per-rule overrides.
 

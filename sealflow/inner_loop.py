@@ -25,7 +25,8 @@ from peft import get_peft_model
 
 from .faults import maybe_delay, maybe_fail
 from .ids import ADAPTER_FILES
-from .lora import AdapterError, LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora, validate_adapter
+from .lora import (AdapterError, LoraSettings, TrainExample, TrainSettings, adapter_dtype, dtype_name, save_adapter,
+                   train_lora, validate_adapter)
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ def model_fingerprint(path: str | os.PathLike) -> str:
     return hashlib.sha256(json.dumps([str(path), items]).encode()).hexdigest()[:16]
 
 
-def training_key(plan: TrainPlan, lora: LoraSettings, model_id: str) -> str:
+def training_key(plan: TrainPlan, lora: LoraSettings, model_id: str, dtype: str) -> str:
+    """Hash of everything an adapter's saved weights depend on, its dtype (the model's) included."""
     blob = json.dumps({
         "examples": [[e.prompt, e.completion] for e in plan.examples],
         "settings": asdict(plan.settings), "mask_prompt": plan.mask_prompt, "valid": plan.valid,
-        "lora": asdict(lora), "model": model_id, "repeat": plan.repeat,
+        "lora": asdict(lora), "model": model_id, "repeat": plan.repeat, "dtype": dtype,
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -82,6 +84,7 @@ def _reusable(out_dir: Path, key: str) -> bool:
 def _kept_row(row: dict, out_dir: Path) -> dict:
     meta = json.loads((out_dir / "meta.json").read_text())
     row.update(status="kept", seconds=0.0, steps=meta.get("steps"), final_loss=meta.get("final_loss"),
+               dtype=meta.get("dtype"),
                sha256=meta.get("sha256"), valid=meta["valid"], reason=meta["reason"],
                dropped_examples=meta.get("dropped_examples", 0), truncated_examples=meta.get("truncated_examples", 0))
     log.info("kept %s (complete, valid, same training key)", out_dir)
@@ -113,11 +116,12 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
     """
     rows: list[dict | None] = [None] * len(plans)
     todo: list[tuple[int, TrainPlan, str, dict]] = []
+    dtype = dtype_name(adapter_dtype(model))
     for index, plan in enumerate(plans):
         out_dir = Path(plan.out_dir)
-        key = training_key(plan, lora, model_id)
+        key = training_key(plan, lora, model_id, dtype)
         row = {"edit_id": plan.edit_id, "repeat": plan.repeat, "adapter": str(out_dir), "valid": plan.valid,
-               "reason": plan.reason, "training_key": key, **plan.info}
+               "reason": plan.reason, "training_key": key, "dtype": dtype, **plan.info}
         if _reusable(out_dir, key):
             rows[index] = _kept_row(row, out_dir)
         else:
@@ -189,6 +193,19 @@ def load_manifest(path: str) -> dict[tuple[str, int], dict]:
     """A shard manifest's rows by (edit id, repeat)."""
     rows = json.loads(Path(path).read_text())["adapters"]
     return {(r["edit_id"], int(r["repeat"])): r for r in rows}
+
+
+def check_inputs_cover(manifest: Mapping[tuple[str, int], dict], declared: Sequence[str]) -> None:
+    """Every adapter the manifest names is among the files the scoring rule declares as input.
+
+    Snakemake deletes ``temp()`` adapters (``keep_adapters: false``) once their last
+    consumer is done, so scoring must declare what it reads, or they would vanish first.
+    """
+    declared_set = {Path(d).as_posix() for d in declared}
+    missing = sorted(f"{Path(e['adapter']).as_posix()}/{name}" for e in manifest.values() for name in ADAPTER_FILES
+                     if f"{Path(e['adapter']).as_posix()}/{name}" not in declared_set)
+    if missing:
+        raise RuntimeError(f"the manifest names adapter files the scoring rule does not declare: {missing[:3]}")
 
 
 def checked_adapter(manifest: Mapping[tuple[str, int], dict], edit_id: str, repeat: int) -> str:

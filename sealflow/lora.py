@@ -7,6 +7,7 @@ again, so a shard job pays the model-loading cost once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -97,6 +98,66 @@ def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id
         yield input_ids, labels, mask
 
 
+_HEAD_SPLIT_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
+
+
+def head_split(model: torch.nn.Module):
+    """(backbone, lm_head) for causal LMs whose logits are just ``lm_head(hidden)``, so the
+    head runs on label positions only; ``None`` means use the full ``model(...).logits``."""
+    model = model.get_base_model() if isinstance(model, PeftModel) else model
+    config = getattr(model, "config", None)
+    known = getattr(config, "model_type", None) in _HEAD_SPLIT_TYPES
+    if known and hasattr(model, "model") and hasattr(model, "lm_head"):
+        return model.model, model.lm_head
+    return None
+
+
+def token_losses(model, split, input_ids, mask, flat, targets):
+    """Cross-entropy (float32) of each label token: ``flat`` indexes ``[N, T-1]`` positions."""
+    if split is not None:
+        backbone, head = split
+        hidden = backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, flat)
+        logits = head(hidden)
+    else:
+        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+        logits = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, flat)
+    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def label_loss(model, split, input_ids, mask, labels) -> torch.Tensor:
+    """Mean cross-entropy over the label tokens (the causal-LM loss), logits made for those only.
+
+    ``model(labels=...)`` makes logits for every position and upcasts them to float32: for a
+    batch of 5 x 8192 tokens and a 128k vocabulary that is 5.4e9 logits, 21 GB per copy,
+    most of them for masked prompt tokens that carry no loss.
+    """
+    shifted = labels[:, 1:].reshape(-1)
+    flat = (shifted != -100).nonzero().squeeze(1)
+    return token_losses(model, split, input_ids, mask, flat, shifted.index_select(0, flat)).mean()
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model: torch.nn.Module, enabled: bool):
+    """Activations recomputed in backward while training ``model`` (``enabled``), off again afterwards.
+
+    The base model is shared by every adapter of a job and by generation, so the switch
+    never outlives the training run. Non-reentrant checkpointing: the frozen embeddings
+    need no ``requires_grad`` for the LoRA weights to get gradients.
+    """
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    if not enabled:
+        yield
+        return
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ValueError(f"gradient_checkpointing is on, but {type(base).__name__} does not support it")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        base.gradient_checkpointing_disable()
+
+
 def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExample], settings: TrainSettings,
                mask_prompt: bool) -> TrainStats:
     """AdamW over the trainable parameters of ``model`` (the LoRA weights)."""
@@ -113,26 +174,29 @@ def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExampl
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     use_autocast = device.type == "cuda"
-    model.train()
+    split = head_split(model)
+    losses: list[torch.Tensor] = []  # kept on the device: one host sync at the end, not one per step
     micro = 0
-    for _ in range(settings.epochs):
-        for input_ids, labels, mask in _batches(encoded, settings.batch_size, tokenizer.pad_token_id, rng):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                loss = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
-            (loss / settings.grad_accum).backward()
-            micro += 1
-            value = float(loss.detach())
-            stats.losses.append(value)
-            stats.first_loss = value if stats.first_loss is None else stats.first_loss
-            if micro % settings.grad_accum == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                stats.steps += 1
-    if micro % settings.grad_accum:
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        stats.steps += 1
+    model.train()
+    with gradient_checkpointing(model, settings.gradient_checkpointing):
+        for _ in range(settings.epochs):
+            for input_ids, labels, mask in _batches(encoded, settings.batch_size, tokenizer.pad_token_id, rng):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                    loss = label_loss(model, split, input_ids.to(device), mask.to(device), labels.to(device))
+                (loss / settings.grad_accum).backward()
+                micro += 1
+                losses.append(loss.detach())
+                if micro % settings.grad_accum == 0:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    stats.steps += 1
+        if micro % settings.grad_accum:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats.steps += 1
     model.eval()
+    stats.losses = torch.stack(losses).float().tolist() if losses else []
+    stats.first_loss = stats.losses[0] if stats.losses else None
     stats.final_loss = stats.losses[-1] if stats.losses else None
     stats.seconds = time.time() - started
     return stats
@@ -155,11 +219,29 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def adapter_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype adapters of ``model`` are saved in: that of the weights they adapt (bf16 on most GPUs)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return next(p.dtype for p in base.parameters() if p.is_floating_point())
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def save_adapter(peft_model: PeftModel, out_dir: str | Path, meta: dict) -> dict:
-    """Save the adapter atomically with its sha256 recorded in ``meta.json`` inside it."""
+    """Save the adapter atomically, in the model's dtype, with its sha256 recorded in ``meta.json`` inside it.
+
+    peft keeps LoRA weights in float32 while training (stable updates under bf16 autocast)
+    and would save them so: twice the bytes of a bf16 model's adapter, 323 MB instead of
+    162 MB for r 32 on Qwen2.5-7B. Saving in the model's dtype loses only what the
+    adapted weights cannot hold anyway (vLLM casts adapters to the model's dtype too).
+    """
+    dtype = adapter_dtype(peft_model)
+    weights = {name: p.detach().to(dtype) for name, p in peft_model.named_parameters() if "lora_" in name}
     with atomic_dir(out_dir) as tmp:
-        peft_model.save_pretrained(tmp)
-        record = dict(meta, sha256=sha256_file(tmp / "adapter_model.safetensors"))
+        peft_model.save_pretrained(tmp, state_dict=weights)
+        record = dict(meta, dtype=dtype_name(dtype), sha256=sha256_file(tmp / "adapter_model.safetensors"))
         (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return record
 

@@ -30,7 +30,10 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
 
 def load_model(path: str | os.PathLike, placement: Placement | None = None) -> torch.nn.Module:
     placement = placement or resolve_placement("auto")
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(path), dtype=placement.dtype)
-    model.to(placement.device)
+    # On a GPU the weights load straight onto it (device_map; accelerate comes with peft), not
+    # into host memory first: a 7B model is 15 GB of host RAM and a second copy otherwise.
+    device_map = {"": placement.device} if placement.is_cuda else None
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(path), dtype=placement.dtype, device_map=device_map)
+    model.to(placement.device)  # no-op where device_map placed it
     model.eval()
     return model

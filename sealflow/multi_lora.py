@@ -52,12 +52,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 
 from .inner_loop import TrainPlan
-from .lora import LoraSettings, TrainSettings, TrainStats, _batches, encode_for_training, save_adapter
+from .lora import LoraSettings, TrainSettings, TrainStats, _batches, encode_for_training, gradient_checkpointing, save_adapter
+from .lora import head_split as _head_split, token_losses as _token_losses
 
 log = logging.getLogger(__name__)
 
@@ -443,32 +443,6 @@ def _job_batches(encoded, settings: TrainSettings, pad_id: int):
         yield from _batches(encoded, settings.batch_size, pad_id, rng)
 
 
-_HEAD_SPLIT_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
-
-
-def _head_split(model: torch.nn.Module):
-    """(backbone, lm_head) for causal LMs whose logits are just ``lm_head(hidden)``, so the
-    head runs on label positions only; ``None`` means use the full ``model(...).logits``."""
-    config = getattr(model, "config", None)
-    known = getattr(config, "model_type", None) in _HEAD_SPLIT_TYPES
-    if known and hasattr(model, "model") and hasattr(model, "lm_head"):
-        return model.model, model.lm_head
-    return None
-
-
-def _token_losses(model, split, input_ids, mask, flat, targets):
-    """Cross-entropy (float32) of each label token: ``flat`` indexes ``[N, T-1]`` positions."""
-    if split is not None:
-        backbone, head = split
-        hidden = backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
-        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, flat)
-        logits = head(hidden)
-    else:
-        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
-        logits = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, flat)
-    return F.cross_entropy(logits.float(), targets, reduction="none")
-
-
 def train_adapters_batched(model: torch.nn.Module, tokenizer, plans: Sequence[TrainPlan], lora: LoraSettings,
                            max_group: int | None = None, report: dict | None = None
                            ) -> list[tuple[AdapterWeights, TrainStats]]:
@@ -596,7 +570,7 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
     split = _head_split(model)
     recorded: list[torch.Tensor] = []
     model.train()  # as train_loop (the models' own dropout is 0; LoRA dropout must be 0)
-    with patch:
+    with patch, gradient_checkpointing(model, any(j.settings.gradient_checkpointing for j in jobs)):
         for t in range(max(j.total_micro for j in jobs)):
             active = [j for j in jobs if t < j.total_micro]
             rows = []  # (position in active, slot, ids, labels) trimmed to the row's real length
@@ -655,10 +629,11 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
 @torch.no_grad()
 def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adapters: Sequence[AdapterWeights],
                      requests: Sequence[tuple[int | None, str]], max_new_tokens: int = 64,
-                     batch_size: int = 32) -> list[str]:
+                     batch_size: int = 32, stop: Sequence[str] = ()) -> list[str]:
     """Greedy completions for ``(adapter index, prompt)`` rows, many adapters per
     ``generate`` call (``None``: the base model). As the HF backend: prompts left-padded,
-    no special tokens added, new tokens decoded with special tokens skipped."""
+    no special tokens added, new tokens decoded with special tokens skipped; a row stops
+    at its first ``stop`` string (the caller still cuts the text there)."""
     if not requests:
         return []
     device = next(model.parameters()).device
@@ -684,7 +659,8 @@ def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adap
                 enc = {k: v.to(device) for k, v in enc.items()}
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                      top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
+                                     eos_token_id=tokenizer.eos_token_id,
+                                     **({"stop_strings": list(stop), "tokenizer": tokenizer} if stop else {}))
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
                 for i, text in zip(chunk, texts):
                     results[i] = text

@@ -41,12 +41,14 @@ class TrainSettings:
     grad_accum: int = 1
     max_seq_len: int = 256
     seed: int = 0
+    gradient_checkpointing: bool = False  # recompute activations in backward: memory for about a third more compute
 
     @classmethod
     def from_config(cls, cfg: dict, seed: int = 0, **overrides) -> "TrainSettings":
         values = dict(
             epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
             grad_accum=int(cfg["grad_accum"]), max_seq_len=int(cfg["max_seq_len"]), seed=seed,
+            gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         )
         values.update(overrides)
         return cls(**values)

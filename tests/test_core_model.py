@@ -106,3 +106,87 @@ def test_max_model_len_follows_the_model_and_refuses_more(tiny_model_dir):
     assert resolve_max_model_len(str(tiny_model_dir), 64) == 64
     with pytest.raises(ValueError, match=rf"backend.max_model_len={2 * limit} exceeds .*max_position_embeddings={limit}"):
         resolve_max_model_len(str(tiny_model_dir), 2 * limit)
+
+
+def test_adapters_are_saved_in_the_models_dtype_and_keyed_by_it(tiny_model_dir, tmp_path):
+    """peft trains LoRA weights in float32; a bf16 model's adapters are saved in bf16 (half the bytes),
+    and the dtype is part of the training key, the adapter's meta and the shard manifest."""
+    from safetensors import safe_open
+
+    from sealflow.inner_loop import TrainPlan, run_shard
+
+    tok = load_tokenizer(tiny_model_dir)
+    lora = LoraSettings(r=4, alpha=8)
+    rows, sizes = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = load_model(tiny_model_dir, resolve_placement("cpu")).to(dtype)
+        name = str(dtype).removeprefix("torch.")
+        plan = TrainPlan("e0", 0, str(tmp_path / name), [TrainExample("Velmora was founded by Tarsh Orlan.")] * 2,
+                         TrainSettings(epochs=1, lr=1e-2, batch_size=2))
+        rows[name], = run_shard(model, tok, "m", [plan], lora)
+        weights = tmp_path / name / "adapter_model.safetensors"
+        with safe_open(str(weights), framework="pt") as handle:
+            tensors = [handle.get_tensor(k) for k in handle.keys()]
+        assert {t.dtype for t in tensors} == {dtype}
+        sizes[name] = sum(t.numel() * t.element_size() for t in tensors)
+        assert validate_adapter(tmp_path / name)["dtype"] == name == rows[name]["dtype"]
+    assert rows["float32"]["training_key"] != rows["bfloat16"]["training_key"]
+    assert sizes["bfloat16"] * 2 == sizes["float32"]
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_hf_generation_ends_at_the_stop_string_with_the_same_text(tiny_model_dir, tmp_path, adapter):
+    """A stop string ends a row's generation (fewer new tokens), and the answer is the one that
+    generating the whole budget and cutting afterwards gives; with adapters (the shared-batch path) too."""
+    from sealflow.backends.base import apply_stop
+
+    placement = resolve_placement("cpu")
+    tok = load_tokenizer(tiny_model_dir)
+    path = None
+    if adapter:
+        model = load_model(tiny_model_dir, placement)
+        peft_model, _ = train_lora(model, tok, [TrainExample("zzz qqq zzz qqq zzz")] * 4, LoraSettings(r=4, alpha=8),
+                                   TrainSettings(epochs=2, lr=1e-2, batch_size=4))
+        save_adapter(peft_model, tmp_path / "a", {})
+        path = str(tmp_path / "a")
+    backend = make_backend(str(tiny_model_dir), placement, BackendSettings(name="hf"))
+    widths = []
+    generate = backend.model.generate
+
+    def recording(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        widths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    backend.model.generate = recording
+    full, = backend.generate([GenerationRequest("The city", adapter=path, max_new_tokens=48)])
+    stop = full[0][3:5]
+    assert stop.strip() and widths == [48]
+    cut, = backend.generate([GenerationRequest("The city", adapter=path, max_new_tokens=48, stop=(stop,))])
+    assert cut == [apply_stop(full[0], (stop,))]
+    assert widths[1] < 48
+
+
+def test_a_gpu_load_places_the_weights_on_the_device_while_loading(tiny_model_dir, monkeypatch):
+    """No host copy first: from_pretrained gets the device as its device_map on CUDA (CPU: none)."""
+    import transformers
+
+    import sealflow.modeling as modeling
+    from sealflow.devices import Placement
+
+    seen = []
+
+    class _Model(torch.nn.Module):
+        def to(self, device):
+            return self
+
+    def fake_from_pretrained(path, **kwargs):
+        seen.append(kwargs)
+        return _Model()
+
+    monkeypatch.setattr(modeling.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    modeling.load_model(tiny_model_dir, Placement(torch.device("cuda"), torch.bfloat16))
+    modeling.load_model(tiny_model_dir, Placement(torch.device("cpu"), torch.float32))
+    assert seen[0]["device_map"] == {"": torch.device("cuda")} and seen[0]["dtype"] is torch.bfloat16
+    assert seen[1]["device_map"] is None
+    assert transformers.AutoModelForCausalLM is modeling.AutoModelForCausalLM

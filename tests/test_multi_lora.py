@@ -314,3 +314,61 @@ def test_run_shard_batched_writes_what_sequential_writes(qwen, tmp_path):
     assert [r["status"] for r in bat] == ["trained"] * 4 + ["inert"]
     again = run_shard(model, tok, "tiny", plans["batched"], LORA, parallel_adapters=3)
     assert {r["status"] for r in again} == {"kept"}
+
+
+def _counting_layer_calls(model):
+    """A counter of decoder layer 0's forward calls: checkpointing runs it again in backward (a
+    pre-hook: torch stops a recomputation early, once it has what backward needs)."""
+    calls = {"n": 0}
+    layer = model.model.layers[0]
+    handle = layer.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    return calls, handle
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_gradient_checkpointing_recomputes_and_trains_the_same(llama, tmp_path, batched):
+    """``gradient_checkpointing`` (inner loop and SFT): the layers really run twice per micro-batch,
+    the adapters and losses equal those without it, and the shared model has it off afterwards."""
+    import dataclasses
+
+    model, tok = llama
+    plans = arc_plans(tmp_path)[:2]
+    runs = {}
+    for on in (False, True):
+        chosen = [dataclasses.replace(p, settings=dataclasses.replace(p.settings, gradient_checkpointing=on))
+                  for p in plans]
+        calls, handle = _counting_layer_calls(model)
+        try:
+            if batched:
+                runs[on] = train_adapters_batched(model, tok, chosen, LORA), calls["n"]
+            else:
+                results = []
+                for plan in chosen:
+                    peft_model, weights, stats = sequential(model, tok, plan)
+                    results.append((weights, stats))
+                    model = peft_model.unload()
+                runs[on] = results, calls["n"]
+        finally:
+            handle.remove()
+        assert not model.is_gradient_checkpointing
+    (plain, plain_calls), (checkpointed, checkpointed_calls) = runs[False], runs[True]
+    assert checkpointed_calls == 2 * plain_calls > 0
+    for plan, result, reference in zip(plans, checkpointed, plain):
+        assert_same_training(result, reference, plan)
+
+
+def test_the_label_only_loss_is_the_models_own_loss(qwen):
+    """The head runs on label positions only; the loss equals ``model(labels=...).loss``."""
+    from sealflow.lora import head_split, label_loss
+
+    model, tok = qwen
+    ids = torch.tensor([tok("Velmora was founded by Tarsh Orlan.")["input_ids"]] * 2)
+    labels = ids.clone()
+    labels[:, :4] = -100  # a masked prompt
+    labels[1, -2:] = -100
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ours = label_loss(model, head_split(model), ids, mask, labels)
+        theirs = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert head_split(model) is not None
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)

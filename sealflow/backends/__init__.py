@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..devices import Placement
 from .base import Backend, BackendSettings, GenerationRequest, apply_stop
 
-__all__ = ["Backend", "BackendSettings", "GenerationRequest", "apply_stop", "make_backend"]
+__all__ = ["Backend", "BackendSettings", "GenerationRequest", "apply_stop", "make_backend", "resolved_name"]
 
 
 def _vllm_usable(placement: Placement) -> bool:
@@ -16,11 +16,16 @@ def _vllm_usable(placement: Placement) -> bool:
     return placement.is_cuda
 
 
+def resolved_name(settings: BackendSettings, placement: Placement) -> str:
+    """``backend.name`` with ``auto`` decided: vLLM where it is installed and a GPU is present, else hf."""
+    if settings.name == "auto":
+        return "vllm" if _vllm_usable(placement) else "hf"
+    return settings.name
+
+
 def make_backend(model_path: str, placement: Placement, settings: BackendSettings, **kwargs) -> Backend:
     """Build the backend named in config (``backend.name``)."""
-    name = settings.name
-    if name == "auto":
-        name = "vllm" if _vllm_usable(placement) else "hf"
+    name = resolved_name(settings, placement)
     if name == "hf":
         from .hf import HFBackend
 

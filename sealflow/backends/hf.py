@@ -77,6 +77,8 @@ class HFBackend:
             kwargs.update(temperature=request.temperature, top_p=request.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if request.stop:  # a row ends at its first stop string, not after the whole token budget
+            kwargs.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
         torch.manual_seed(request.seed)
         out = model.generate(**enc, **kwargs)
         new_tokens = out[:, enc["input_ids"].shape[1]:]
@@ -143,7 +145,7 @@ class HFBackend:
         for (max_new, stop), indices in by_budget.items():
             rows = [(slot.get(requests[i].adapter), requests[i].prompt) for i in indices]
             texts = generate_batched(self.model, self.tokenizer, lora, weights, rows, max_new_tokens=max_new,
-                                     batch_size=self.settings.batch_size)
+                                     batch_size=self.settings.batch_size, stop=stop)
             for i, text in zip(indices, texts):
                 results[i] = [apply_stop(text, stop)] * requests[i].n  # greedy: n identical answers
 

@@ -34,6 +34,11 @@ from .zero_adapter import write_zero_adapter
 
 log = logging.getLogger(__name__)
 
+# The oldest vLLM with every API used here: StructuredOutputsParams / SamplingParams(structured_outputs=)
+# (guided decoding's replacement) and the V1 engine core. envs/vllm.yaml and pyproject.toml say the same
+# (tests/test_envs.py).
+VLLM_MIN_VERSION = "0.11"
+
 
 def cpu_environment_defaults() -> dict[str, str]:
     """Environment vLLM's CPU build needs (set with ``setdefault``: the caller's values win).
@@ -92,9 +97,25 @@ def check_cpu_head_size(model_path: str) -> None:
         )
 
 
+def _check_version(version: str) -> None:
+    from packaging.version import Version
+
+    if Version(version).release < Version(VLLM_MIN_VERSION).release:
+        raise RuntimeError(f"config key 'backend.name' is 'vllm' but vllm {version} is older than {VLLM_MIN_VERSION}, "
+                           "the first release with the structured-outputs API this code uses; "
+                           "see envs/vllm.yaml")
+
+
+def engine_dtype(placement: Placement) -> str:
+    """vLLM's ``dtype``: the placement's (bf16 on GPUs that have it, fp16 on older ones, float32 on CPU)."""
+    return str(placement.dtype).removeprefix("torch.")
+
+
 def _import_vllm():
     try:
         import vllm  # noqa: F401
+
+        _check_version(vllm.__version__)
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
@@ -106,6 +127,20 @@ def _import_vllm():
             "use envs/vllm.yaml (or pip install vllm)"
         ) from err
     return LLM, SamplingParams, TokensPrompt, LoRARequest, StructuredOutputsParams
+
+
+def lora_slot_shortfall(adapters: int, max_loras: int) -> str | None:
+    """Why a call with more distinct adapters than ``backend.max_loras`` is slow, or None.
+
+    vLLM batches requests of at most ``max_loras`` adapters at a time and swaps the others
+    in and out (from disk once its host cache of as many adapters is full): a scoring shard
+    of 75 adapters with 8 slots runs as about ten small batches with reloads in between.
+    """
+    if adapters <= max_loras:
+        return None
+    return (f"{adapters} distinct adapters (the base model's zero adapter included) for backend.max_loras="
+            f"{max_loras}: vLLM runs at most {max_loras} at a time and swaps the rest in and out; "
+            f"set backend.max_loras to {adapters} if the GPU holds that many LoRA slots")
 
 
 class VLLMBackend:
@@ -132,7 +167,7 @@ class VLLMBackend:
         engine_args = dict(
             model=self.model_path,
             tokenizer=self.model_path,
-            dtype="bfloat16" if placement.is_cuda else "float32",
+            dtype=engine_dtype(placement),
             enable_lora=True,
             max_loras=int(self.settings.max_loras),
             max_lora_rank=int(self.settings.max_lora_rank),
@@ -198,6 +233,9 @@ class VLLMBackend:
             prompts.append(self._TokensPrompt(prompt_token_ids=ids))
             params.append(self._sampling(request))
             loras.append(self._lora(request.adapter))
+        shortfall = lora_slot_shortfall(len({lora.lora_int_id for lora in loras}), int(self.settings.max_loras))
+        if shortfall:
+            log.warning(shortfall)
         outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
         results: list[list[str]] = []
         for request, output in zip(requests, outputs):

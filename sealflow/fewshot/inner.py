@@ -33,11 +33,13 @@ class TTTSettings:
     n_max: int = 32  # TTT examples per task at most
     max_chars: int | None = None  # drop longer TTT examples
     skip_duplicates: bool = False
+    gradient_checkpointing: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TTTSettings":
         return cls(int(cfg["batch_size"]), int(cfg["grad_accum"]), int(cfg["max_seq_len"]),
-                   int(cfg["max_steps"]), int(cfg["n_max"]), cfg["max_chars"], bool(cfg["skip_duplicates"]))
+                   int(cfg["max_steps"]), int(cfg["n_max"]), cfg["max_chars"], bool(cfg["skip_duplicates"]),
+                   bool(cfg.get("gradient_checkpointing", False)))
 
 
 def plan_for_config(task: ArcTask, config: ToolConfig | None, reason: str | None, edit_id: str, out_dir: str,
@@ -57,7 +59,8 @@ def plan_for_config(task: ArcTask, config: ToolConfig | None, reason: str | None
     if over is not None:
         return TrainPlan(edit_id, 0, out_dir, [], inert, valid=False, reason=over, info=info)
     train = TrainSettings(epochs=config.num_train_epochs, lr=config.learning_rate, batch_size=settings.batch_size,
-                          grad_accum=settings.grad_accum, max_seq_len=settings.max_seq_len, seed=seed)
+                          grad_accum=settings.grad_accum, max_seq_len=settings.max_seq_len, seed=seed,
+                          gradient_checkpointing=settings.gradient_checkpointing)
     return TrainPlan(edit_id, 0, out_dir, [TrainExample(e.completion, e.prompt) for e in examples], train,
                      mask_prompt=not config.train_on_prompt, info=info)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
+import multiprocessing
 import os
 from typing import Any, Callable, Mapping
 
@@ -64,10 +66,27 @@ def drop_stale_meta(outputs) -> list[str]:
     return removed
 
 
+def in_child_process() -> bool:
+    """True inside a child that ``multiprocessing`` started, already while it bootstraps.
+
+    A ``spawn`` child (vLLM's engine core on CUDA) names itself before it re-imports the
+    parent's main script, so this holds while that import runs.
+    """
+    return multiprocessing.current_process().name != "MainProcess" or multiprocessing.parent_process() is not None
+
+
 def run(smk) -> None:
-    """Run the stage a Snakemake rule names, from inside its ``script:``."""
+    """Run the stage a Snakemake rule names, from inside its ``script:``.
+
+    Only ever in the job's main process: a spawned child that re-imports a stage script
+    without a ``__main__`` guard (scripts/stage.py has one) finds nothing to do here,
+    instead of running the stage a second time.
+    """
+    from ..faults import maybe_spawn_child
     from ..runtime import setup_logging
 
+    if in_child_process():
+        return
     setup_logging(smk.log[0])
     drop_stale_meta(list(smk.output))
     named: dict[str, Any] = {}
@@ -76,5 +95,8 @@ def run(smk) -> None:
             if name in named:
                 raise ValueError(f"rule {smk.rule}: {name!r} names both a file and a param")
             named[name] = value
-    function = stage_function(named.pop("stage"))
+    name = named.pop("stage")
+    function = stage_function(name)
+    logging.getLogger("sealflow").info("rule %s: stage %s", smk.rule, name)
+    maybe_spawn_child()
     function(**stage_arguments(function, named.pop("settings", None), named, dict(smk.wildcards.items())))

@@ -20,7 +20,7 @@ from ..fewshot.inner import TTTSettings, plans_for_edits
 from ..fewshot.sampling import SamplingSettings, sample_self_edits
 from ..fewshot.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
 from ..ids import round_prefix, shard_slice
-from ..inner_loop import TrainPlan, check_declared, load_manifest, model_fingerprint, run_shard
+from ..inner_loop import TrainPlan, check_declared, check_inputs_cover, load_manifest, model_fingerprint, run_shard
 from ..lora import LoraSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
@@ -92,14 +92,18 @@ def inner_loop(config: dict, *, edits: str, tasks: str, policy: str, root: str, 
                                                              round=round_, shard=shard)})
 
 
-def score_adapters(config: dict, *, edits: str, tasks: str, policy: str, manifest: str, out: str) -> None:
+def score_adapters(config: dict, *, edits: str, tasks: str, policy: str, manifest: str, adapters: list[str],
+                   out: str) -> None:
+    """Answer each task with each adapter; ``adapters`` are the files the rule declares it reads."""
     edits_path, tasks_path, manifest_path = edits, tasks, manifest
     edits = read_edits(edits_path)
     tasks = {t.id: t for t in read_tasks(tasks_path)}
+    recorded = load_manifest(manifest_path)
+    check_inputs_cover(recorded, adapters)
     tokenizer = load_tokenizer(policy)
     backend = backend_for(config, policy)
     try:
-        rows = score_shard(backend, tokenizer, tasks, edits, load_manifest(manifest_path),
+        rows = score_shard(backend, tokenizer, tasks, edits, recorded,
                            ScoringSettings.from_config(config["fewshot"]["scoring"]))
     finally:
         backend.close()

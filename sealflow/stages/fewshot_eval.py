@@ -12,6 +12,8 @@ from typing import Sequence
 import pandas as pd
 
 from ..atomic import write_csv, write_json, write_jsonl
+from ..backends import BackendSettings
+from ..backends.owner import DeviceOwner
 from ..devices import resolve_placement
 from ..fewshot.data import read_tasks
 from ..fewshot.evaluation import (DETAIL_COLUMNS, ICL, ORACLE, SUMMARY_COLUMNS, method_for_round, oracle_configs,
@@ -22,7 +24,7 @@ from ..fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
 from ..fewshot.tasks import ArcTask
 from ..ids import adapter_dir, derived_seed
 from ..inner_loop import TrainPlan
-from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..modeling import load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
 from .fewshot import backend_for, train_shard
 
@@ -40,17 +42,20 @@ def _detail(method: str, round_: int, task: ArcTask, edit_id: str, sample: int, 
 
 
 def _train_and_answer(config: dict, policy: str, tasks: dict[str, ArcTask], plans: Sequence[TrainPlan],
-                      model, tokenizer, backend, fault_key: str) -> tuple[list[dict], dict[str, Answer]]:
-    rows = train_shard(config, model, tokenizer, policy, plans, fault_key)
+                      owner: DeviceOwner, fault_key: str) -> tuple[list[dict], dict[str, Answer]]:
+    """Train every plan, then answer with the adapters: the device goes to training, then to generation."""
+    rows = train_shard(config, owner.model(), owner.tokenizer, policy, plans, fault_key)
     valid = [r for r in rows if r["valid"]]
     items = [(tasks[r["input_id"]], r["adapter"]) for r in valid]
-    answers = answer_all(backend, tokenizer, items, ScoringSettings.from_config(config["fewshot"]["scoring"]))
+    answers = answer_all(owner.backend(), owner.tokenizer, items,
+                         ScoringSettings.from_config(config["fewshot"]["scoring"]))
     return rows, {r["edit_id"]: a for r, a in zip(valid, answers)}
 
 
-def _load_shared(config: dict, policy: str):
-    model, tokenizer = load_model(policy, resolve_placement(config["device"])), load_tokenizer(policy)
-    return model, tokenizer, backend_for(config, policy, model=model, tokenizer=tokenizer)
+def _device_owner(config: dict, policy: str) -> DeviceOwner:
+    """The job's training model and generation backend, one on the device at a time (``backends.owner``)."""
+    return DeviceOwner(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]),
+                       load_tokenizer(policy))
 
 
 def icl(config: dict, *, tasks: str, policy: str, out: str) -> None:
@@ -81,17 +86,14 @@ def ttt_self_edits(config: dict, *, tasks: str, policy: str, r: int, edits: str,
     tasks = read_tasks(tasks_path)
     by_id = {t.id: t for t in tasks}
     sampling = SamplingSettings.from_config({**fcfg["self_edits"], "k": fcfg["evaluation"]["eval_k"]})
-    model, tokenizer, backend = _load_shared(config, policy)
-    try:
-        edits = sample_self_edits(backend, tokenizer, tasks, sampling, f"e{p}-s0", p, 0, config["seed"],
+    with _device_owner(config, policy) as owner:
+        edits = sample_self_edits(owner.backend(), owner.tokenizer, tasks, sampling, f"e{p}-s0", p, 0, config["seed"],
                                   resolve_model_path(policy))
         write_jsonl(edits_out, [e.to_dict() for e in edits])
         write_meta(edits_out, config, seed=config["seed"], model=resolve_model_path(policy), policy_round=p)
         plans = plans_for_edits(edits, by_id, adapters_root, TTTSettings.from_config(fcfg["inner_loop"]),
                                 config["seed"])
-        rows, answers = _train_and_answer(config, policy, by_id, plans, model, tokenizer, backend, f"fewshot-eval{p}")
-    finally:
-        backend.close()
+        rows, answers = _train_and_answer(config, policy, by_id, plans, owner, f"fewshot-eval{p}")
     write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(policy), policy_round=p)})
     method = method_for_round(p, int(fcfg["rounds"]))
     entries = {r["edit_id"]: r for r in rows}
@@ -116,11 +118,8 @@ def oracle(config: dict, *, tasks: str, policy: str, root: str, manifest: str, d
             labels[edit_id] = (task, c)
             plans.append(plan_for_config(task, tool, None, edit_id, adapter_dir(adapters_root, f"p{pos:02d}-c{c}"),
                                          settings, derived_seed(config["seed"], edit_id, 0)))
-    model, tokenizer, backend = _load_shared(config, base)
-    try:
-        rows, answers = _train_and_answer(config, base, by_id, plans, model, tokenizer, backend, "fewshot-oracle")
-    finally:
-        backend.close()
+    with _device_owner(config, base) as owner:
+        rows, answers = _train_and_answer(config, base, by_id, plans, owner, "fewshot-oracle")
     write_json(manifest_out, {"adapters": rows, **provenance(config, model=resolve_model_path(base))})
     entries = {r["edit_id"]: r for r in rows}
     detail = [_detail(ORACLE, 0, task, eid, c, entries[eid], answers.get(eid)) for eid, (task, c) in labels.items()]

@@ -10,7 +10,7 @@ from ..atomic import read_jsonl, write_csv, write_json, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
 from ..ids import shard_slice
-from ..inner_loop import check_declared, load_manifest, model_fingerprint, run_shard
+from ..inner_loop import check_declared, check_inputs_cover, load_manifest, model_fingerprint, run_shard
 from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
 from ..knowledge.faithfulness import content_words, faithfulness, mean
 from ..knowledge.inner import InnerSettings, plans_for_edits
@@ -76,14 +76,18 @@ def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: st
                                                              round=round_, shard=shard)})
 
 
-def score_adapters(config: dict, *, edits: str, passages: str, policy: str, manifest: str, out: str) -> None:
+def score_adapters(config: dict, *, edits: str, passages: str, policy: str, manifest: str, adapters: list[str],
+                   out: str) -> None:
+    """Answer with and without each adapter; ``adapters`` are the files the rule declares it reads."""
     kcfg, edits_path, passages_path, manifest_path = config["knowledge"], edits, passages, manifest
     inner = InnerSettings.from_config(kcfg["inner_loop"])
     edits = read_edits(edits_path)
     passages = {p.id: p for p in read_passages_jsonl(passages_path)}
+    recorded = load_manifest(manifest_path)
+    check_inputs_cover(recorded, adapters)
     backend = make_backend(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]))
     try:
-        rows = score_shard(backend, passages, edits, load_manifest(manifest_path),
+        rows = score_shard(backend, passages, edits, recorded,
                            ScoringSettings.from_config(kcfg["scoring"]), inner.eval_repeats, inner.reuse_training)
     finally:
         backend.close()
