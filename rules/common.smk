@@ -175,6 +175,27 @@ def kh_eval_inputs(wildcards):
     return inputs
 
 
+def kh_shards():
+    """Shards of the single setting: every validation passage, the last shard possibly smaller."""
+    return list(range(-(-config["knowledge"]["data"]["n_val"] // kh.heldout_config(config)["shard_size"])))
+
+
+def kh_answer_files(wildcards):
+    """What one (setting, method) row file grades: single's shards in order, else one file."""
+    setting = wildcards.setting if "setting" in wildcards.keys() else "continual"
+    if setting == "single":
+        return [f"{KH}/single/{wildcards.method}/shard{s}.answers.jsonl" for s in kh_shards()]
+    return [f"{KH}/{setting}/{wildcards.method}.answers.jsonl"]
+
+
+def kh_work(wildcards):
+    """Where a held-out job keeps its finished items until its answers are written."""
+    names = wildcards.keys()
+    shard = f"/shard{wildcards.s}" if "s" in names else ""
+    setting = wildcards.setting if "setting" in names else "single"
+    return f"{KH}/work/{setting}/{wildcards.method}{shard}"
+
+
 def kh_evaluations():
     return kh.evaluations(config) if kh_enabled() else []
 

@@ -655,10 +655,13 @@ def _run_steps(model, patch: _StackedLora, optimizer: StackedAdamW, jobs: list[_
 @torch.no_grad()
 def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adapters: Sequence[AdapterWeights],
                      requests: Sequence[tuple[int | None, str]], max_new_tokens: int = 64,
-                     batch_size: int = 32) -> list[str]:
+                     batch_size: int = 32, stop: Sequence[str] = ()) -> list[str]:
     """Greedy completions for ``(adapter index, prompt)`` rows, many adapters per
     ``generate`` call (``None``: the base model). As the HF backend: prompts left-padded,
-    no special tokens added, new tokens decoded with special tokens skipped."""
+    no special tokens added, new tokens decoded with special tokens skipped; a batch ends
+    once every row has produced a ``stop`` string (the caller still cuts at it)."""
+    from .stopping import stop_criteria
+
     if not requests:
         return []
     device = next(model.parameters()).device
@@ -684,7 +687,8 @@ def generate_batched(model: torch.nn.Module, tokenizer, lora: LoraSettings, adap
                 enc = {k: v.to(device) for k, v in enc.items()}
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                      top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
+                                     eos_token_id=tokenizer.eos_token_id,
+                                     stopping_criteria=stop_criteria(tokenizer, stop, enc["input_ids"].shape[1]))
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
                 for i, text in zip(chunk, texts):
                     results[i] = text

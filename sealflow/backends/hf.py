@@ -12,6 +12,7 @@ from peft import PeftModel
 
 from ..devices import Placement
 from ..modeling import load_model, load_tokenizer
+from ..stopping import stop_criteria
 from .base import BackendSettings, GenerationRequest, apply_stop, draw_choices
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class HFBackend:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         torch.manual_seed(request.seed)
-        out = model.generate(**enc, **kwargs)
+        out = model.generate(**enc, **kwargs,
+                             stopping_criteria=stop_criteria(self.tokenizer, request.stop, enc["input_ids"].shape[1]))
         new_tokens = out[:, enc["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         texts = [apply_stop(t, request.stop) for t in texts]
@@ -143,7 +145,7 @@ class HFBackend:
         for (max_new, stop), indices in by_budget.items():
             rows = [(slot.get(requests[i].adapter), requests[i].prompt) for i in indices]
             texts = generate_batched(self.model, self.tokenizer, lora, weights, rows, max_new_tokens=max_new,
-                                     batch_size=self.settings.batch_size)
+                                     batch_size=self.settings.batch_size, stop=stop)
             for i, text in zip(indices, texts):
                 results[i] = [apply_stop(text, stop)] * requests[i].n  # greedy: n identical answers
 

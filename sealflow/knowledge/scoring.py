@@ -20,7 +20,8 @@ EVAL_COLUMNS = ["round", "shard", "edit_id", "input_id", "repeat", "question_ind
                 "answer_base", "answer_adapted", "score_base", "score_adapted", "valid", "reason"]
 
 
-def _request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
+def answer_request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
+    """A closed-book question, greedy, cut at the first newline (training rounds and held-out alike)."""
     return GenerationRequest(question_prompt(question), adapter=adapter, max_new_tokens=settings.max_new_tokens,
                              temperature=0.0, stop=("\n",))
 
@@ -41,7 +42,7 @@ def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequen
     for pid in shard_passages:
         for qi, q in enumerate(passages[pid].questions):
             base_index[(pid, qi)] = len(requests)
-            requests.append(_request(q.question, None, settings))
+            requests.append(answer_request(q.question, None, settings))
     adapted_index: dict[tuple[str, int, int], int] = {}
     for edit in edits:
         if not manifest.get((edit.id, 0), {}).get("valid", True):
@@ -50,7 +51,7 @@ def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequen
             adapter = checked_adapter(manifest, edit.id, 0 if reuse_training else repeat)
             for qi, q in enumerate(passages[edit.input_id].questions):
                 adapted_index[(edit.id, repeat, qi)] = len(requests)
-                requests.append(_request(q.question, adapter, settings))
+                requests.append(answer_request(q.question, adapter, settings))
     answers = [clean_prediction(out[0] if out else "") for out in backend.generate(requests)]
 
     items = []
