@@ -237,7 +237,8 @@ def _tiny_setup(tiny_model_dir, **heldout):
 def test_tiny_real_run_of_every_setting(tiny_model_dir, tmp_path) -> None:
     from sealflow.backends import BackendSettings
     from sealflow.knowledge.heldout.run import (ModelBox, backend_answerer, evaluate_continual, evaluate_cpt,
-                                                 evaluate_single, grade_rows)
+                                                 evaluate_single)
+    from sealflow.knowledge.heldout.summary import grade_rows
     from sealflow.modeling import load_model
 
     settings, placement, passages, tokenizer, edits, by_passage = _tiny_setup(tiny_model_dir)

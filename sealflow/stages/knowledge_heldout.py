@@ -11,10 +11,11 @@ from ..atomic import read_jsonl, write_csv, write_jsonl
 from ..ids import shard_slice
 from ..knowledge.data import read_passages_jsonl
 from ..knowledge.heldout.external import ExternalSettings, sample_external
-from ..knowledge.heldout.methods import EXTERNAL, heldout_config, needs_self_edits
+from ..knowledge.heldout.methods import EXTERNAL, continual_order, heldout_config, needs_self_edits
 from ..knowledge.heldout.settings import EvalSettings, heldout_scoring, sampling_config
 from ..knowledge.heldout.summary import (EFFECT_COLUMNS, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS,
                                          accuracy_before, continual_matrix, effect_rows, final_rows, forgetting_rows,
+                                         grade_rows,
                                          per_question_map, sort_summary, summary_row, wide_table)
 from ..provenance import write_meta
 from ..records import read_edits
@@ -121,8 +122,6 @@ def grade(config: dict, *, method: str, setting: str, passages: str, answers: Se
           matrix: str | None = None) -> None:
     """Graded ``rows`` of one (method, setting) from its answer files (shards in order);
     continual also writes its ``matrix``. A judge is called from here, never from a GPU job."""
-    from ..knowledge.heldout.run import continual_order, grade_rows
-
     hcfg, scoring = heldout_config(config), heldout_scoring(config)
     val = read_passages_jsonl(passages)
     paths = [answers] if isinstance(answers, str) else list(answers)

@@ -44,9 +44,9 @@ from ...records import Passage, SelfEdit
 from ..grading import clean_prediction
 from ..prompts import self_edit_prompt
 from ..sampling import SamplingSettings
-from ..scoring import ScoringSettings, answer_request, grade_all
+from ..scoring import ScoringSettings, answer_request
 from ..inner import TrainingTexts, passage_only_texts, passage_text, training_texts
-from .methods import BASE, PASSAGE, method_round
+from .methods import BASE, PASSAGE, continual_order, method_round
 from .settings import EvalSettings, seeded
 
 log = logging.getLogger(__name__)
@@ -214,19 +214,6 @@ def _rows(method: str, setting: str, passages: Sequence[tuple[int, Passage]], an
     return rows
 
 
-def grade_rows(rows: Sequence[Mapping], passages: Mapping[str, Passage], scoring: ScoringSettings) -> list[dict]:
-    """``rows`` with their ``score`` (every gold answer of the question counts)."""
-    items = []
-    for row in rows:
-        passage = passages.get(str(row["input_id"]))
-        if passage is None:
-            raise ValueError(f"answer row for passage {row['input_id']} that is not a validation passage")
-        q = passage.questions[int(row["question_index"])]
-        items.append((q.question, q.answers, row["answer"]))
-    scores = grade_all(items, scoring)
-    return [{**row, "score": score} for row, score in zip(rows, scores)]
-
-
 def _blank(value: int | None) -> int | str:
     return "" if value is None else value
 
@@ -342,10 +329,6 @@ def evaluate_cpt(box: ModelBox, tokenizer, model_id: str, answer: Answer, method
     for r in repeats:
         rows += _rows(method, "cpt", indexed, answers[r], repeat=r, texts=per_passage)
     return rows
-
-
-def continual_order(passages: Sequence[Passage], limit: int | None) -> list[Passage]:
-    return list(passages[:limit] if limit else passages)
 
 
 _STEP_LORA, _STEP_ANSWERS = "lora.safetensors", "answers.json"
