@@ -1,7 +1,31 @@
-# Round-0 policies: a tiny model built offline, or a pointer to a hub id / local path.
+# Round-0 policies: a tiny model built offline, or a pointer to a local folder. A hub id
+# is fetched first by a local rule (where the internet is), so no job needs the hub.
 
 
+rule base_model_fetch:
+    output:
+        fetched=f"{OUT}/{{domain}}/base/fetched.json",
+    localrule: True
+    params:
+        stage="base.fetch_model",
+        settings=domain_uses("{domain}.base_model"),
+    log:
+        f"{OUT}/logs/base_model/{{domain}}_fetch.log",
+    threads: 1
+    resources:
+        **res("base_model_fetch", "cpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+# Building the tiny model is small, and a pointer is a file: the CPU family (override in
+# resources.rules.base_model to build a larger one on a GPU).
 rule base_model:
+    input:
+        unpack(base_model_inputs),
     output:
         out=directory(f"{OUT}/{{domain}}/base/model"),
     params:

@@ -5,6 +5,7 @@ import os
 
 from sealflow import ids
 from sealflow.config import base_model_kind, generation_env, rule_resources
+from sealflow.hub import is_hub_id
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
@@ -49,6 +50,12 @@ def data_files(domain):
     names = ("path",) if domain == "knowledge" else ("train_challenges", "train_solutions", "eval_challenges",
                                                      "eval_solutions")
     return [data[n] for n in names if data.get(n)]
+
+
+def base_model_inputs(wildcards):
+    """A hub id is fetched first (base_model_fetch); a local path or a tiny build needs nothing."""
+    path = config[wildcards.domain]["base_model"].get("path")
+    return {"fetched": f"{OUT}/{wildcards.domain}/base/fetched.json"} if path and is_hub_id(path) else {}
 
 
 # ---- resources ---------------------------------------------------------------------
@@ -185,6 +192,27 @@ def kh_eval_inputs(wildcards):
     if kh.needs_self_edits(wildcards.method):
         inputs["edits"] = f"{KH}/self_edits/{wildcards.method}.jsonl"
     return inputs
+
+
+def kh_shards():
+    """Shards of the single setting: every validation passage, the last shard possibly smaller."""
+    return list(range(-(-config["knowledge"]["data"]["n_val"] // kh.heldout_config(config)["shard_size"])))
+
+
+def kh_answer_files(wildcards):
+    """What one (setting, method) row file grades: single's shards in order, else one file."""
+    setting = wildcards.setting if "setting" in wildcards.keys() else "continual"
+    if setting == "single":
+        return [f"{KH}/single/{wildcards.method}/shard{s}.answers.jsonl" for s in kh_shards()]
+    return [f"{KH}/{setting}/{wildcards.method}.answers.jsonl"]
+
+
+def kh_work(wildcards):
+    """Where a held-out job keeps its finished items until its answers are written."""
+    names = wildcards.keys()
+    setting = wildcards.setting if "setting" in names else "single"
+    folder = f"{KH}/work/{setting}/{wildcards.method}"
+    return os.path.join(folder, f"shard{wildcards.s}") if "s" in names else folder
 
 
 def kh_evaluations():

@@ -9,6 +9,7 @@ rule knowledge_prepare_passages:
     output:
         train=f"{KN}/data/train.jsonl",
         val=f"{KN}/data/val.jsonl",
+    localrule: True  # data.source: hub downloads the data set: run where the internet is
     params:
         stage="knowledge.prepare_passages",
         settings=uses("knowledge.data"),
@@ -82,10 +83,10 @@ rule knowledge_score_adapters:
         adapters=adapter_outputs("knowledge"),
         policy=kn_round_policy,
     output:
-        out=f"{KN}/round{{r}}/eval/shard{{s}}.csv",
+        answers=f"{KN}/round{{r}}/eval/shard{{s}}.answers.jsonl",
     params:
         stage="knowledge.score_adapters",
-        settings=uses("device", "backend", "knowledge.inner_loop", "knowledge.scoring"),
+        settings=uses("device", "backend", "knowledge.inner_loop", "knowledge.scoring.max_new_tokens"),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
@@ -96,6 +97,29 @@ rule knowledge_score_adapters:
     retries: retries()
     conda:
         generation_conda()
+    script:
+        "../scripts/stage.py"
+
+
+# Grading may call the judge: a local rule, where the internet is (GPU nodes need none).
+rule knowledge_grade_answers:
+    input:
+        answers=f"{KN}/round{{r}}/eval/shard{{s}}.answers.jsonl",
+        passages=f"{KN}/data/train.jsonl",
+    output:
+        out=f"{KN}/round{{r}}/eval/shard{{s}}.csv",
+    localrule: True
+    params:
+        stage="knowledge.grade_answers",
+        settings=uses("knowledge.scoring"),
+    log:
+        f"{OUT}/logs/knowledge/round{{r}}/grade_answers/shard{{s}}.log",
+    threads: 1
+    resources:
+        **res("knowledge_grade_answers", "cpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
     script:
         "../scripts/stage.py"
 

@@ -1,9 +1,14 @@
 # Held-out evaluation of the knowledge domain (the paper's Table 2) on data/val.jsonl,
 # which no round ever trains on. Every step is a file:
-#   heldout/self_edits/{method}.jsonl            held-out self-edits of a method's writer
-#   heldout/{single,cpt,continual}/{method}.csv  per-question graded answers
-#   heldout/continual_matrix_{method}.csv        accuracy after update i on passage j
-#   heldout/summary.csv, table.csv, forgetting.csv    accuracies with 95% intervals
+#   heldout/self_edits/{method}.jsonl                  held-out self-edits of a method's writer
+#   heldout/single/{method}/shard{s}.answers.jsonl     ungraded answers of a shard of passages (GPU)
+#   heldout/{cpt,continual}/{method}.answers.jsonl     ungraded answers of one job per method (GPU)
+#   heldout/{single,cpt,continual}/{method}.csv        per-question graded answers (CPU: the judge)
+#   heldout/continual_matrix_{method}.csv              accuracy after update i on passage j
+#   heldout/summary.csv, table.csv, forgetting.csv, effects.csv    accuracies with 95% intervals
+# A GPU job writes each item (adapter, continual step) under heldout/work/ as it
+# finishes and removes the folder when its answers are written, so a killed or
+# timed-out job's rerun redoes only the unfinished items.
 # The last round's policy round{R+1}/policy is built by update_policy on demand.
 
 
@@ -13,7 +18,7 @@ rule knowledge_heldout_self_edits:
     output:
         out=f"{KH}/self_edits/{{method}}.jsonl",
     wildcard_constraints:
-        method=r"base_self_edits|external|round\d+",
+        method=r"base_self_edits|round\d+",
     params:
         stage="knowledge_heldout.self_edits",
         settings=uses("seed", "device", "backend", "knowledge.self_edits", "knowledge.heldout"),
@@ -31,17 +36,69 @@ rule knowledge_heldout_self_edits:
         "../scripts/stage.py"
 
 
-rule knowledge_heldout_evaluate:
+# The external model's synthetic data is fetched where the internet is (a local rule).
+rule knowledge_heldout_external_self_edits:
+    input:
+        passages=f"{KN}/data/val.jsonl",
+    output:
+        out=f"{KH}/self_edits/external.jsonl",
+    localrule: True
+    params:
+        stage="knowledge_heldout.external_self_edits",
+        settings=uses("seed", "knowledge.self_edits", "knowledge.heldout"),
+    log:
+        f"{OUT}/logs/knowledge/heldout/self_edits/external.log",
+    threads: 1
+    resources:
+        **res("knowledge_heldout_external_self_edits", "cpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+rule knowledge_heldout_single:
     input:
         unpack(kh_eval_inputs),
     output:
-        rows=f"{KH}/{{setting}}/{{method}}.csv",
+        answers=f"{KH}/single/{{method}}/shard{{s}}.answers.jsonl",
     wildcard_constraints:
-        setting=r"single|cpt",
         method=KH_METHOD,
     params:
         stage="knowledge_heldout.evaluate",
         settings=uses("seed", "device", "backend", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
+        setting="single",
+        work=kh_work,
+    log:
+        f"{OUT}/logs/knowledge/heldout/single/{{method}}/shard{{s}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/knowledge/heldout/single/{{method}}/shard{{s}}.tsv"
+    threads: threads_of("knowledge_heldout_single", "gpu")
+    resources:
+        **res("knowledge_heldout_single", "gpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+# cpt trains on every passage at once and continual learns them in order: neither splits
+# over passages, so each is one job per method whose items are its repeats (cpt) or its
+# (repeat, step) pairs (continual).
+rule knowledge_heldout_evaluate:
+    input:
+        unpack(kh_eval_inputs),
+    output:
+        answers=f"{KH}/{{setting}}/{{method}}.answers.jsonl",
+    wildcard_constraints:
+        setting=r"cpt|continual",
+        method=KH_METHOD,
+    params:
+        stage="knowledge_heldout.evaluate",
+        settings=uses("seed", "device", "backend", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
+        work=kh_work,
     log:
         f"{OUT}/logs/knowledge/heldout/{{setting}}/{{method}}.log",
     benchmark:
@@ -56,25 +113,51 @@ rule knowledge_heldout_evaluate:
         "../scripts/stage.py"
 
 
-rule knowledge_heldout_continual:
+# Grading joins the shards and may call the judge: a local rule, where the internet is.
+rule knowledge_heldout_grade:
     input:
-        unpack(kh_eval_inputs),
+        answers=kh_answer_files,
+        passages=f"{KN}/data/val.jsonl",
+    output:
+        rows=f"{KH}/{{setting}}/{{method}}.csv",
+    wildcard_constraints:
+        setting=r"single|cpt",
+        method=KH_METHOD,
+    localrule: True
+    params:
+        stage="knowledge_heldout.grade",
+        settings=uses("knowledge.scoring", "knowledge.heldout"),
+    log:
+        f"{OUT}/logs/knowledge/heldout/grade/{{setting}}/{{method}}.log",
+    threads: 1
+    resources:
+        **res("knowledge_heldout_grade", "cpu"),
+    retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+rule knowledge_heldout_grade_continual:
+    input:
+        answers=kh_answer_files,
+        passages=f"{KN}/data/val.jsonl",
     output:
         rows=f"{KH}/continual/{{method}}.csv",
         matrix=f"{KH}/continual_matrix_{{method}}.csv",
     wildcard_constraints:
         method=KH_METHOD,
+    localrule: True
     params:
-        stage="knowledge_heldout.evaluate",
-        settings=uses("seed", "device", "backend", "knowledge.inner_loop", "knowledge.scoring", "knowledge.heldout"),
+        stage="knowledge_heldout.grade",
+        settings=uses("knowledge.scoring", "knowledge.heldout"),
         setting="continual",
     log:
-        f"{OUT}/logs/knowledge/heldout/continual/{{method}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/knowledge/heldout/continual/{{method}}.tsv"
-    threads: threads_of("knowledge_heldout_continual", "gpu")
+        f"{OUT}/logs/knowledge/heldout/grade/continual/{{method}}.log",
+    threads: 1
     resources:
-        **res("knowledge_heldout_continual", "gpu"),
+        **res("knowledge_heldout_grade", "cpu"),
     retries: retries()
     conda:
         "../envs/sealflow.yaml"

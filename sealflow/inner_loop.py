@@ -108,11 +108,12 @@ def _trained_row(row: dict, valid: bool, reason: str | None, summary: dict, seco
 
 
 def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[TrainPlan], lora: LoraSettings,
-              fault_key: str = "", parallel_adapters: int = 1) -> list[dict]:
+              fault_key: str = "", parallel_adapters: int = 1, fault_stage: str = "inner_loop") -> list[dict]:
     """Train (or keep) every planned adapter; return one manifest row per adapter, in plan order.
 
     ``parallel_adapters`` > 1 trains that many adapters at once in one batched pass
     (``multi_lora``); each is saved as it would be alone, so everything downstream is the same.
+    ``fault_stage`` names this caller to the test-only fault hooks (``sealflow.faults``).
     """
     rows: list[dict | None] = [None] * len(plans)
     todo: list[tuple[int, TrainPlan, str, dict]] = []
@@ -135,7 +136,7 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
     if parallel_adapters <= 1:
         for index, plan, key, row in todo:
             if written == 1:
-                maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter of a shard
+                maybe_fail(fault_stage, fault_key)  # test-only: die after the first adapter of a shard
             started = time.time()
             if plan.valid:
                 peft_model, stats = train_lora(model, tokenizer, plan.examples, lora, plan.settings, plan.mask_prompt)
@@ -149,7 +150,7 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
             model = peft_model.unload()
             rows[index] = _trained_row(row, valid, reason, summary, time.time() - started, meta["sha256"])
             written += 1
-            maybe_delay("inner_loop")  # test-only: a window in which a kill lands mid-shard
+            maybe_delay(fault_stage)  # test-only: a window in which a kill lands mid-shard
         return rows  # type: ignore[return-value]
 
     from .multi_lora import adapter_writer, train_adapters_batched
@@ -163,13 +164,13 @@ def run_shard(model: torch.nn.Module, tokenizer, model_id: str, plans: Sequence[
         with adapter_writer(model, lora) as write:
             for (index, plan, key, row), (weights, stats) in zip(group, results):
                 if written == 1:
-                    maybe_fail("inner_loop", fault_key)  # test-only: die after the first adapter is written
+                    maybe_fail(fault_stage, fault_key)  # test-only: die after the first adapter is written
                 summary = stats.summary() if plan.valid else {"steps": 0}
                 valid, reason = _verdict(plan, summary["steps"])
                 meta = write(weights, plan.out_dir, meta_of(plan, key, valid, reason, summary))
                 rows[index] = _trained_row(row, valid, reason, summary, stats.seconds, meta["sha256"])
                 written += 1
-                maybe_delay("inner_loop")
+                maybe_delay(fault_stage)
     return rows  # type: ignore[return-value]
 
 

@@ -212,15 +212,14 @@ def test_external_client_errors(chat_server, monkeypatch) -> None:
 # ---------------------------------------------------------------- one tiny real run
 
 
-def test_tiny_real_run_of_every_setting(tiny_model_dir) -> None:
+def _tiny_setup(tiny_model_dir, **heldout):
     from sealflow.backends import BackendSettings, make_backend
     from sealflow.devices import resolve_placement
-    from sealflow.knowledge.heldout.run import (edits_by_passage, evaluate_continual, evaluate_cpt,
-                                                 evaluate_single, sample_heldout_edits)
+    from sealflow.knowledge.heldout.run import edits_by_passage, sample_heldout_edits
     from sealflow.knowledge.sampling import SamplingSettings
-    from sealflow.modeling import load_model, load_tokenizer
+    from sealflow.modeling import load_tokenizer
 
-    cfg = _config(k=2, eval_repeats=1)
+    cfg = _config(**{"k": 2, "eval_repeats": 1, **heldout})
     cfg["knowledge"]["inner_loop"].update(epochs=2, lora={"r": 4, "alpha": 8, "dropout": 0.0,
                                                           "target_modules": ["q_proj", "v_proj"]})
     cfg["knowledge"]["scoring"]["max_new_tokens"] = 6
@@ -232,22 +231,42 @@ def test_tiny_real_run_of_every_setting(tiny_model_dir) -> None:
     edits = sample_heldout_edits(backend, tokenizer, passages, SamplingSettings("implications", 2, 1.0, 0.95, 24),
                                  "base_self_edits", 0, str(tiny_model_dir))
     backend.close()
-    assert len(edits) == 4 and len({e.id for e in edits}) == 4
-    by_passage = edits_by_passage(edits)
-    model = load_model(tiny_model_dir, placement)
-    n_questions = sum(len(p.questions) for p in passages)
+    return settings, placement, passages, tokenizer, edits, edits_by_passage(edits)
 
-    single = evaluate_single(model, tokenizer, placement, "base_self_edits", passages, by_passage, settings)
-    assert len(single) == 2 * n_questions  # k = 2 samples per passage
-    assert all(0.0 <= r["score"] <= 1.0 for r in single)
-    assert not any("lora" in name for name, _ in model.named_modules())  # unloaded between passages
-    base = evaluate_single(model, tokenizer, placement, "base", passages, {}, settings)
+
+def test_tiny_real_run_of_every_setting(tiny_model_dir, tmp_path) -> None:
+    from sealflow.backends import BackendSettings
+    from sealflow.knowledge.heldout.run import (ModelBox, backend_answerer, evaluate_continual, evaluate_cpt,
+                                                 evaluate_single)
+    from sealflow.knowledge.heldout.summary import grade_rows
+    from sealflow.modeling import load_model
+
+    settings, placement, passages, tokenizer, edits, by_passage = _tiny_setup(tiny_model_dir)
+    assert len(edits) == 4 and len({e.id for e in edits}) == 4
+    box = ModelBox(lambda: load_model(tiny_model_dir, placement))
+    answer = backend_answerer(str(tiny_model_dir), placement, BackendSettings(), box, tokenizer)
+    n_questions = sum(len(p.questions) for p in passages)
+    val = {p.id: p for p in passages}
+    indexed = list(enumerate(passages))
+
+    single = evaluate_single(box, tokenizer, "tiny", answer, "base_self_edits", indexed, by_passage, settings,
+                             str(tmp_path / "single"))
+    assert len(single) == 2 * n_questions and "score" not in single[0]  # k = 2 samples per passage; ungraded
+    graded = grade_rows(single, val, settings.scoring)
+    assert all(0.0 <= r["score"] <= 1.0 for r in graded)
+    assert not any("lora" in name for name, _ in box.model.named_modules())  # unloaded between passages
+    # A shard is a slice with global passage indices: its rows are those of the whole run.
+    second = evaluate_single(box, tokenizer, "tiny", answer, "base_self_edits", indexed[1:], by_passage, settings,
+                             str(tmp_path / "single"))
+    assert second == [r for r in single if r["passage_index"] == 1]
+    base = evaluate_single(box, tokenizer, "tiny", answer, "base", indexed, {}, settings, str(tmp_path / "base"))
     assert len(base) == n_questions and {r["round"] for r in base} == {""}
-    cpt = evaluate_cpt(model, tokenizer, placement, "passage", passages, {}, settings)
+    cpt = evaluate_cpt(box, tokenizer, "tiny", answer, "passage", passages, {}, settings, str(tmp_path / "cpt"))
     assert len(cpt) == n_questions and {r["setting"] for r in cpt} == {"cpt"}
 
-    cont = evaluate_continual(lambda: load_model(tiny_model_dir, placement), tokenizer, placement, "base_self_edits",
-                              passages, by_passage, settings)
+    cont = evaluate_continual(lambda: load_model(tiny_model_dir, placement), tokenizer, placement, "tiny",
+                              "base_self_edits", passages, by_passage, settings, str(tmp_path / "cont"))
+    cont = grade_rows(cont, val, settings.scoring)
     steps = sorted({r["step"] for r in cont})
     assert steps == [0, 1, 2]
     q0 = len(passages[0].questions)
@@ -281,3 +300,78 @@ def test_paired_difference_has_the_sign_of_method_minus_baseline() -> None:
     (row,) = effect_rows("single", scores, bootstrap_samples=300)
     assert row["pair"] == "passage - base" and row["difference"] == pytest.approx(0.5) and row["n_questions"] == 40
     assert row["ci95_low"] > 0
+
+
+# ---------------------------------------------------------------- early stop and resumes
+
+
+def test_generation_stops_at_the_newline_with_the_same_answers(tiny_model_dir) -> None:
+    """Answers cut at the first newline are the same whether generate stops there or runs the
+    whole budget; with the stop it ends sooner (fewer new tokens)."""
+    from sealflow.backends import BackendSettings, GenerationRequest, apply_stop
+    from sealflow.backends.hf import HFBackend
+    from sealflow.devices import resolve_placement
+
+    backend = HFBackend(str(tiny_model_dir), resolve_placement("cpu"), BackendSettings(batch_size=4))
+    lengths = []
+    generate = backend.model.generate
+
+    def recording(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    backend.model.generate = recording
+    prompts = [f"{p.title}\n{p.context[:80]}" for p in _passages(3)] + ["Question: What is it?\nAnswer:"]
+    budget = 24
+    full = backend.generate([GenerationRequest(p, max_new_tokens=budget) for p in prompts])
+    # A stop string this model does write early in one answer (a tiny model rarely writes a newline).
+    text = max((f[0] for f in full), key=len)
+    stop = ("\n", text[len(text) // 4 : len(text) // 4 + 2])
+    stopped = backend.generate([GenerationRequest(p, max_new_tokens=budget, stop=stop) for p in prompts])
+    assert [s[0] for s in stopped] == [apply_stop(f[0], stop) for f in full]
+    assert [s[0] for s in stopped] != [f[0] for f in full]  # the stop cut at least one answer
+    assert lengths == [budget, budget]  # a batch ends when its last row stops: here never
+    # Alone, the prompt whose answer holds the stop string ends as soon as it is written.
+    alone = backend.generate([GenerationRequest(prompts[[f[0] for f in full].index(text)], max_new_tokens=budget,
+                                                stop=stop)])
+    assert alone[0][0] == apply_stop(text, stop) and lengths[-1] < budget, lengths
+
+
+def test_continual_resumes_at_the_first_unfinished_step(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """A job dying after its first written step keeps it: the rerun replays it by merging its saved
+    LoRA (no training, no answering) and its rows equal those of an uninterrupted run."""
+    from sealflow.faults import InjectedFault
+    from sealflow.knowledge.heldout import run
+    from sealflow.modeling import load_model
+
+    settings, placement, passages, tokenizer, _, by_passage = _tiny_setup(tiny_model_dir, eval_repeats=1)
+    load = lambda: load_model(tiny_model_dir, placement)  # noqa: E731
+    whole = run.evaluate_continual(load, tokenizer, placement, "tiny", "passage", passages, by_passage, settings,
+                                   str(tmp_path / "whole"))
+    root = tmp_path / "resumed"
+    monkeypatch.setenv("SEALFLOW_FAIL_ONCE", "heldout")
+    monkeypatch.setenv("SEALFLOW_FAULT_DIR", str(tmp_path / "faults"))
+    with pytest.raises(InjectedFault):
+        run.evaluate_continual(load, tokenizer, placement, "tiny", "passage", passages, by_passage, settings,
+                               str(root))
+    steps = sorted(p.name for p in (root / "rep0").iterdir())
+    assert steps == ["step000"]  # step 0 answered; the kill landed before update 1 was written
+    # Let step 1 finish too, then die on nothing: the rerun must replay steps 0 and 1.
+    trained, answered = [], []
+    real_train, real_answer = run.train_lora, run.answer_questions
+    monkeypatch.setattr(run, "train_lora", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    monkeypatch.setattr(run, "answer_questions", lambda *a, **k: answered.append(1) or real_answer(*a, **k))
+    resumed = run.evaluate_continual(load, tokenizer, placement, "tiny", "passage", passages, by_passage, settings,
+                                     str(root))
+    assert resumed == whole
+    assert len(trained) == len(passages) and len(answered) == len(passages)  # step 0 was not answered again
+    # Everything finished: nothing is trained or answered again, and the rows are the same.
+    trained.clear(), answered.clear()
+    again = run.evaluate_continual(load, tokenizer, placement, "tiny", "passage", passages, by_passage, settings,
+                                   str(root))
+    assert again == whole and not trained and not answered
+    # A changed earlier step makes every later one stale (the chain of keys).
+    other = run.evaluate_continual(load, tokenizer, placement, "tiny", "passage", passages[::-1], by_passage,
+                                   settings, str(root))
+    assert len(trained) == len(passages) and other != whole

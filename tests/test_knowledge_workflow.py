@@ -38,8 +38,8 @@ def test_targeting_one_round_plans_only_what_it_needs(tmp_path):
     shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
     jobs = planned_jobs(workdir, "results/test/knowledge/round1/filtered.jsonl", *CFG)
     assert jobs == {"base_model": 1, "knowledge_prepare_passages": 1, "knowledge_generate_self_edits": shards,
-                    "knowledge_inner_loop": shards, "knowledge_score_adapters": shards, "knowledge_rewards": 1,
-                    "restem_filter": 1}
+                    "knowledge_inner_loop": shards, "knowledge_score_adapters": shards,
+                    "knowledge_grade_answers": shards, "knowledge_rewards": 1, "restem_filter": 1}
 
 
 def test_full_run_produces_every_artifact(finished_run):
@@ -121,7 +121,8 @@ def test_deleting_one_adapter_redoes_only_its_shard(finished_run):
     assert {p: _identity(p) for p in kept + others} == before  # kept, not retrained
     # ... and then that shard's scoring and the round's rewards are out of date, nothing else of the round.
     target = f"results/test/knowledge/round{last}/rewards.csv"
-    assert planned_jobs(finished_run, target, *CFG) == {"knowledge_score_adapters": 1, "knowledge_rewards": 1}
+    assert planned_jobs(finished_run, target, *CFG) == {"knowledge_score_adapters": 1, "knowledge_grade_answers": 1,
+                                                        "knowledge_rewards": 1}
     run_snakemake(finished_run, target, *CFG)
     manifest = json.loads((rnd / "adapters/shard1.json").read_text())["adapters"]
     statuses = {row["status"] for row in manifest}
@@ -163,13 +164,13 @@ def test_a_changed_data_setting_reruns_preparation_and_everything_downstream(fin
 
 
 def test_a_changed_grader_rescores_without_regenerating_or_retraining(finished_run):
-    """Round 1's rewards under a new grader: its adapters are re-scored, not regenerated or
-    retrained. (Later rounds do rerun: other rewards make another policy.)"""
+    """Round 1's rewards under a new grader: its answers are regraded, not answered again,
+    regenerated or retrained. (Later rounds do rerun: other rewards make another policy.)"""
     changed = _overlay(finished_run, "em.yaml", {"knowledge": {"scoring": {"grader": "em"}}})
     cfg = _test_config()["knowledge"]
     shards = cfg["data"]["n_train"] // cfg["self_edits"]["shard_size"]
     jobs = planned_jobs(finished_run, "results/test/knowledge/round1/rewards.csv", *changed)
-    assert jobs == {"knowledge_score_adapters": shards, "knowledge_rewards": 1}, jobs
+    assert jobs == {"knowledge_grade_answers": shards, "knowledge_rewards": 1}, jobs
 
 
 def _lines_with(texts, needle_pairs):

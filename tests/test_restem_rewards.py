@@ -134,7 +134,7 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
     from sealflow.backends import BackendSettings, make_backend
     from sealflow.devices import resolve_placement
     from sealflow.knowledge.prompts import question_prompt
-    from sealflow.knowledge.scoring import ScoringSettings, score_shard
+    from sealflow.knowledge.scoring import ScoringSettings, answer_shard, grade_shard
     from sealflow.lora import LoraSettings, TrainExample, TrainSettings, save_adapter, train_lora
     from sealflow.modeling import load_model, load_tokenizer
     from sealflow.records import Passage, Question, SelfEdit
@@ -154,8 +154,10 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
     edit = SelfEdit(id="r1-s0-p00-k0", input_id="p0", sample=0, prompt="P", completion="-", round=1, shard=0, seed=0)
     manifest = {(edit.id, 0): {"adapter": str(tmp_path / "adapter"), "valid": True, "sha256": meta["sha256"]}}
     backend = make_backend(str(storing_model_dir), placement, BackendSettings(name="hf"))
-    rows = score_shard(backend, {"p0": passage}, [edit], manifest, ScoringSettings(grader="em", max_new_tokens=8),
-                       eval_repeats=1, reuse_training=False)
+    settings = ScoringSettings(grader="em", max_new_tokens=8)
+    answered = answer_shard(backend, {"p0": passage}, [edit], manifest, settings, eval_repeats=1, reuse_training=False)
+    assert not any("score_base" in r or "score_adapted" in r for r in answered)  # a GPU job writes no grades
+    rows = grade_shard(answered, {"p0": passage}, settings)
     base = sum(r["score_base"] for r in rows) / len(rows)
     adapted = sum(r["score_adapted"] for r in rows) / len(rows)
     assert adapted - base >= 2 / 3, [(r["answer_base"], r["answer_adapted"]) for r in rows]  # a clear margin

@@ -135,7 +135,8 @@ def test_kill_9_mid_inner_loop_then_resume_keeps_finished_adapters(round1_run, t
     rnd = wd / RND
     # Shard 0's inner loop, scoring and the rewards have to be made again.
     shutil.rmtree(rnd / "adapters/shard0")
-    for name in ("adapters/shard0.json", "eval/shard0.csv", "eval/shard0.csv.meta.json", "rewards.csv",
+    for name in ("adapters/shard0.json", "eval/shard0.answers.jsonl", "eval/shard0.csv", "eval/shard0.csv.meta.json",
+                 "rewards.csv",
                  "rewards.csv.meta.json"):
         (rnd / name).unlink(missing_ok=True)
 
@@ -168,7 +169,8 @@ def test_kill_9_mid_inner_loop_then_resume_keeps_finished_adapters(round1_run, t
     run_snakemake(wd, "--unlock", *CFG)
     resumed = run_snakemake(wd, "--rerun-incomplete", REWARDS, *CFG)
     out = resumed.stdout + resumed.stderr
-    assert _job_counts(out) == {"knowledge_inner_loop": 1, "knowledge_score_adapters": 1, "knowledge_rewards": 1}, out[-3000:]
+    assert _job_counts(out) == {"knowledge_inner_loop": 1, "knowledge_score_adapters": 1, "knowledge_grade_answers": 1,
+                                "knowledge_rewards": 1}, out[-3000:]
     assert _identity(before_kill) == done  # the same files: not retrained, not rewritten
     manifest = _manifest(wd, 0)
     for folder in before_kill:
@@ -220,7 +222,8 @@ def test_corrupted_adapter_is_refused_then_only_it_is_retrained(round1_run, tmp_
         handle.truncate(victim.stat().st_size // 2)
 
     # Targets go before --forcerun: it takes several values and would swallow them.
-    scored = run_snakemake(wd, f"{RND}/eval/shard0.csv", "--forcerun", "knowledge_score_adapters", *CFG, check=False)
+    scored = run_snakemake(wd, f"{RND}/eval/shard0.answers.jsonl", "--forcerun", "knowledge_score_adapters", *CFG,
+                           check=False)
     out = scored.stdout + scored.stderr
     assert scored.returncode != 0
     assert _job_counts(out) == {"knowledge_score_adapters": 1}, out[-3000:]

@@ -148,7 +148,7 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
     first = SnakemakeRun(proc.args, wd, proc.returncode, log.read_text(), first_wall)
     first_jobs = _submissions(first.output)
     assert sorted(r for r, _ in first_jobs.values()) == \
-        ["base_model", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_prepare_passages"], first.tail()
+        ["base_model", "knowledge_generate_self_edits", "knowledge_inner_loop"], first.tail()  # preparing is local
     before_kill = _adapters(wd)
     assert 1 <= len(before_kill) < 4
     done = _identity(before_kill)
@@ -166,7 +166,7 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
     assert resumed.ok, resumed.tail()
     second_jobs = _submissions(resumed.output)
     assert sorted(r for r, _ in second_jobs.values()) == \
-        ["knowledge_inner_loop", "knowledge_rewards", "knowledge_score_adapters"], resumed.tail()
+        ["knowledge_inner_loop", "knowledge_rewards", "knowledge_score_adapters"], resumed.tail()  # grading is local
 
     # ---- 2. every job went through sbatch and left its SLURM log
     jobs = {**first_jobs, **second_jobs}
@@ -198,19 +198,20 @@ def test_knowledge_round_on_slurm_survives_kill_9_and_resumes(slurm_cluster: Slu
     assert len(rewards) == 4 and set(rewards.edit_id) == set(evals.edit_id)
     assert not list((wd / "results").rglob(".*.tmp-*"))
 
-    # ---- 5. the GPU rules asked SLURM for an A100 on partition gpu; light rules for cpu
+    # ---- 5. the GPU rules asked SLURM for an A100 on partition gpu; light rules for cpu; the
+    # rules that may reach the internet (data preparation, grading) ran where Snakemake runs
     calls = {rule: _sbatch_call_in(first.output + resumed.output, rule)
-             for rule in ("base_model", "knowledge_prepare_passages", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters",
+             for rule in ("base_model", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters",
                           "knowledge_rewards")}
-    for rule in ("base_model", "knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters"):
+    for rule in ("knowledge_generate_self_edits", "knowledge_inner_loop", "knowledge_score_adapters"):
         assert " -p gpu " in calls[rule] and "--gpus=a100:1" in calls[rule], calls[rule]
-    for rule in ("knowledge_prepare_passages", "knowledge_rewards"):
+    for rule in ("base_model", "knowledge_rewards"):
         assert " -p cpu " in calls[rule] and "--gpus" not in calls[rule] and "--gres" not in calls[rule], calls[rule]
     timings = _timings(slurm_cluster, wd, jobs)
     for row in timings:
         row["run"] = 1 if row["jobid"] in first_jobs else 2
     for row in timings:
-        gpu_rule = row["rule"] not in ("knowledge_prepare_passages", "knowledge_rewards")
+        gpu_rule = row["rule"] not in ("base_model", "knowledge_rewards")
         assert row["partition"] == ("gpu" if gpu_rule else "cpu"), row
     inner_jobid_2 = next(j for j, (rule, _) in second_jobs.items() if rule == "knowledge_inner_loop")
     tres = slurm_cluster.job(inner_jobid_2)

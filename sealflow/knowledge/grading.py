@@ -74,3 +74,13 @@ def clean_prediction(text: str) -> str:
     if match:
         text = text[: match.start()]
     return text.strip()
+
+
+def grade_all(items: Sequence[tuple[str, Sequence[str], str]], settings) -> list[float]:
+    """Scores in [0, 1] for (question, gold answers, prediction) triples under ``settings``
+    (a :class:`~sealflow.knowledge.scoring_settings.ScoringSettings`); no model is loaded."""
+    if settings.grader == "judge":
+        from .judge import JudgeConfig, judge_answers
+
+        return judge_answers(items, JudgeConfig.from_config(settings.judge or {}))
+    return [grade(pred, gold, settings.grader) for _, gold, pred in items]

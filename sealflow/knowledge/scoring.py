@@ -1,7 +1,8 @@
-"""Scoring a shard: closed-book answers with and without each self-edit's adapter.
+"""Scoring a shard: closed-book answers with and without each self-edit's adapter, then grades.
 
 The un-adapted answers are computed once per passage (not once per edit), and all of
 a shard's requests go to the backend in one call so vLLM can batch across adapters.
+Answering (GPU) and grading (CPU, where a judge's endpoint is reachable) are two steps.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from typing import Mapping, Sequence
 from ..backends import Backend, GenerationRequest
 from ..inner_loop import checked_adapter
 from ..records import Passage, SelfEdit
-from .grading import clean_prediction, grade
-from .judge import JudgeConfig, judge_answers
+from .grading import clean_prediction, grade_all
 from .prompts import question_prompt
 from .scoring_settings import ScoringSettings  # re-exported
 
@@ -20,28 +20,27 @@ EVAL_COLUMNS = ["round", "shard", "edit_id", "input_id", "repeat", "question_ind
                 "answer_base", "answer_adapted", "score_base", "score_adapted", "valid", "reason"]
 
 
-def _request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
+def answer_request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
+    """A closed-book question, greedy, cut at the first newline (training rounds and held-out alike)."""
     return GenerationRequest(question_prompt(question), adapter=adapter, max_new_tokens=settings.max_new_tokens,
                              temperature=0.0, stop=("\n",))
 
 
-def grade_all(items: Sequence[tuple[str, Sequence[str], str]], settings: ScoringSettings) -> list[float]:
-    """Scores in [0, 1] for (question, gold answers, prediction) triples."""
-    if settings.grader == "judge":
-        return judge_answers(items, JudgeConfig.from_config(settings.judge or {}))
-    return [grade(pred, gold, settings.grader) for _, gold, pred in items]
+def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],
+                 manifest: Mapping[tuple[str, int], dict], settings: ScoringSettings, eval_repeats: int,
+                 reuse_training: bool) -> list[dict]:
+    """Ungraded rows of a shard: one per (edit, repeat, question), with and without its adapter.
 
-
-def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],
-                manifest: Mapping[tuple[str, int], dict], settings: ScoringSettings, eval_repeats: int,
-                reuse_training: bool) -> list[dict]:
+    The un-adapted answers are asked once per question; an invalid edit's adapted answer is
+    None (not asked). :func:`grade_shard` adds the scores, in a CPU job.
+    """
     shard_passages = list(dict.fromkeys(e.input_id for e in edits))
     requests: list[GenerationRequest] = []
     base_index: dict[tuple[str, int], int] = {}
     for pid in shard_passages:
         for qi, q in enumerate(passages[pid].questions):
             base_index[(pid, qi)] = len(requests)
-            requests.append(_request(q.question, None, settings))
+            requests.append(answer_request(q.question, None, settings))
     adapted_index: dict[tuple[str, int, int], int] = {}
     for edit in edits:
         if not manifest.get((edit.id, 0), {}).get("valid", True):
@@ -50,24 +49,12 @@ def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequen
             adapter = checked_adapter(manifest, edit.id, 0 if reuse_training else repeat)
             for qi, q in enumerate(passages[edit.input_id].questions):
                 adapted_index[(edit.id, repeat, qi)] = len(requests)
-                requests.append(_request(q.question, adapter, settings))
+                requests.append(answer_request(q.question, adapter, settings))
     answers = [clean_prediction(out[0] if out else "") for out in backend.generate(requests)]
-
-    items = []
-    for pid, qi in base_index:
-        q = passages[pid].questions[qi]
-        items.append((q.question, q.answers, answers[base_index[(pid, qi)]]))
-    for (eid, repeat, qi), index in adapted_index.items():
-        q = passages[next(e.input_id for e in edits if e.id == eid)].questions[qi]
-        items.append((q.question, q.answers, answers[index]))
-    scores = grade_all(items, settings)
-    base_scores = dict(zip(base_index, scores[: len(base_index)]))
-    adapted_scores = dict(zip(adapted_index, scores[len(base_index):]))
 
     rows = []
     for edit in edits:
         entry = manifest.get((edit.id, 0), {})
-        valid = bool(entry.get("valid", True))
         for repeat in range(eval_repeats):
             for qi, q in enumerate(passages[edit.input_id].questions):
                 key = (edit.id, repeat, qi)
@@ -75,9 +62,32 @@ def score_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequen
                     "round": edit.round, "shard": edit.shard, "edit_id": edit.id, "input_id": edit.input_id,
                     "repeat": repeat, "question_index": qi, "question": q.question, "gold": q.answer,
                     "answer_base": answers[base_index[(edit.input_id, qi)]],
-                    "answer_adapted": answers[adapted_index[key]] if key in adapted_index else "",
-                    "score_base": base_scores[(edit.input_id, qi)],
-                    "score_adapted": adapted_scores.get(key),
-                    "valid": valid, "reason": entry.get("reason") or "",
+                    "answer_adapted": answers[adapted_index[key]] if key in adapted_index else None,
+                    "valid": bool(entry.get("valid", True)), "reason": entry.get("reason") or "",
                 })
     return rows
+
+
+def grade_shard(rows: Sequence[Mapping], passages: Mapping[str, Passage], settings: ScoringSettings) -> list[dict]:
+    """``rows`` of :func:`answer_shard` with ``score_base`` and ``score_adapted`` (``EVAL_COLUMNS``).
+
+    Each distinct (question, answer) is graded once, so a judge sees a passage's base
+    answers once, not once per self-edit.
+    """
+    keys: dict[tuple[str, int, str], int] = {}
+    items = []
+    for row in rows:
+        q = passages[str(row["input_id"])].questions[int(row["question_index"])]
+        for answer in (row["answer_base"], row["answer_adapted"]):
+            key = (str(row["input_id"]), int(row["question_index"]), answer)
+            if answer is not None and key not in keys:
+                keys[key] = len(items)
+                items.append((q.question, q.answers, answer))
+    scores = grade_all(items, settings)
+
+    def score(row: Mapping, answer: str | None) -> float | None:
+        return None if answer is None else scores[keys[(str(row["input_id"]), int(row["question_index"]), answer)]]
+
+    return [{**row, "answer_adapted": row["answer_adapted"] if row["answer_adapted"] is not None else "",
+             "score_base": score(row, row["answer_base"]), "score_adapted": score(row, row["answer_adapted"])}
+            for row in rows]

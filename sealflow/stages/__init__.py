@@ -8,6 +8,11 @@ cannot be swapped silently: a mismatch is a TypeError naming it. The stage's ``c
 is only the part the rule declares in ``params.settings`` (what Snakemake watches for
 changes), so reading an undeclared setting fails at once instead of going stale.
 A stage reads its inputs, calls the domain library and writes its outputs atomically.
+
+Only the stages in :data:`NETWORK_STAGES` may reach the internet; their rules are local
+rules (they run where Snakemake runs). Every other stage runs with ``HF_HUB_OFFLINE=1``:
+models come from local folders (a hub id is fetched by ``base.fetch_model`` first), so a
+compute node without internet runs them as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +23,20 @@ import logging
 import multiprocessing
 import os
 from typing import Any, Callable, Mapping
+
+
+NETWORK_STAGES = frozenset({
+    "base.fetch_model",  # a hub id's snapshot
+    "knowledge.prepare_passages",  # data.source: hub downloads the data set
+    "knowledge.grade_answers",  # the LLM judge
+    "knowledge_heldout.grade",  # the LLM judge
+    "knowledge_heldout.external_self_edits",  # the external model (GPT-4.1)
+})
+
+
+def hub_environment(stage: str) -> dict[str, str]:
+    """Environment a stage runs with: the hub offline unless the stage may use the internet."""
+    return {} if stage in NETWORK_STAGES else {"HF_HUB_OFFLINE": "1"}
 
 
 def stage_function(name: str) -> Callable[..., None]:
@@ -96,6 +115,7 @@ def run(smk) -> None:
                 raise ValueError(f"rule {smk.rule}: {name!r} names both a file and a param")
             named[name] = value
     name = named.pop("stage")
+    os.environ.update(hub_environment(name))  # before transformers or huggingface_hub is imported
     function = stage_function(name)
     logging.getLogger("sealflow").info("rule %s: stage %s", smk.rule, name)
     maybe_spawn_child()

@@ -1,13 +1,16 @@
-"""Stage of rules/base.smk: build a tiny round-0 policy offline, or point at a real one."""
+"""Stages of rules/base.smk: fetch a hub model where the internet is; build a tiny round-0
+policy offline, or point at a real one (always a local folder)."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from pathlib import Path
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, write_json
 from ..base_model import BuildSettings, build_base_model
+from ..hub import fetch_snapshot, fetched_path, is_hub_id
 from ..provenance import write_meta
 
 log = logging.getLogger(__name__)
@@ -34,14 +37,31 @@ def whole_token_share(model_dir: str | Path, words) -> float:
     return whole / max(1, len(words))
 
 
-def base_model(config: dict, *, domain: str, out: str) -> None:
+def fetch_model(config: dict, *, domain: str, fetched: str) -> None:
+    """Download the hub id ``{domain}.base_model.path`` (a local rule: the one job that needs the hub)."""
+    base_cfg = config[domain]["base_model"]
+    record = fetch_snapshot(str(base_cfg["path"]), base_cfg.get("revision"), base_cfg.get("cache_dir"),
+                            f"{domain}.base_model")
+    write_json(fetched, record)
+    log.info("%s base model %s at commit %s: %s", domain, record["hub_id"], record["commit"], record["path"])
+
+
+def base_model(config: dict, *, domain: str, out: str, fetched: str | None = None) -> None:
     base_cfg = config[domain]["base_model"]
     if base_cfg.get("path"):
-        # A real model (hub id or local path): record a pointer; loading code resolves it.
+        # A real model: a pointer to a local folder (a hub id's fetched snapshot), so jobs never need the hub.
+        path, record = str(base_cfg["path"]), {}
+        if fetched is not None:
+            record = json.loads(Path(fetched).read_text())
+            path = fetched_path(record)
+        elif is_hub_id(path):
+            raise FileNotFoundError(f"{domain}.base_model.path {path!r} is no folder on this machine and was not "
+                                    "fetched (base_model_fetch)")
         with atomic_dir(out) as tmp:
-            (Path(tmp) / "pointer.txt").write_text(str(base_cfg["path"]) + "\n")
-        write_meta(Path(out), config, model=base_cfg["path"], built=False)
-        log.info("%s base model: %s", domain, base_cfg["path"])
+            (Path(tmp) / "pointer.txt").write_text(path + "\n")
+        write_meta(Path(out), config, model=base_cfg["path"], local_path=path, built=False,
+                   **{k: record[k] for k in ("hub_id", "commit") if k in record})
+        log.info("%s base model: %s (%s)", domain, base_cfg["path"], path)
         return
     settings = BuildSettings.from_config(base_cfg["build"])
     corpus = corpus_for(domain, settings, config["seed"])

@@ -15,7 +15,7 @@ from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_js
 from ..knowledge.faithfulness import content_words, faithfulness, mean
 from ..knowledge.inner import InnerSettings, plans_for_edits
 from ..knowledge.sampling import SamplingSettings, sample_self_edits
-from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
+from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, answer_shard, grade_shard
 from ..lora import LoraSettings, TrainSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
@@ -77,8 +77,9 @@ def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: st
 
 
 def score_adapters(config: dict, *, edits: str, passages: str, policy: str, manifest: str, adapters: list[str],
-                   out: str) -> None:
-    """Answer with and without each adapter; ``adapters`` are the files the rule declares it reads."""
+                   answers: str) -> None:
+    """Ungraded answers with and without each adapter (grading is ``grade_answers``, a CPU rule);
+    ``adapters`` are the files the rule declares it reads."""
     kcfg, edits_path, passages_path, manifest_path = config["knowledge"], edits, passages, manifest
     inner = InnerSettings.from_config(kcfg["inner_loop"])
     edits = read_edits(edits_path)
@@ -86,13 +87,23 @@ def score_adapters(config: dict, *, edits: str, passages: str, policy: str, mani
     recorded = load_manifest(manifest_path)
     check_inputs_cover(recorded, adapters)
     backend = make_backend(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]))
+    # Answering reads only the token budget: a changed grader regrades without answering again.
+    settings = ScoringSettings(max_new_tokens=int(kcfg["scoring"]["max_new_tokens"]))
     try:
-        rows = score_shard(backend, passages, edits, recorded,
-                           ScoringSettings.from_config(kcfg["scoring"]), inner.eval_repeats, inner.reuse_training)
+        rows = answer_shard(backend, passages, edits, recorded, settings, inner.eval_repeats, inner.reuse_training)
     finally:
         backend.close()
+    write_jsonl(answers, rows)
+    write_meta(answers, config, model=resolve_model_path(policy))
+
+
+def grade_answers(config: dict, *, answers: str, passages: str, out: str) -> None:
+    """``eval/shard{s}.csv``: the shard's answers graded (the judge is called from here, never from a GPU job)."""
+    scoring = config["knowledge"]["scoring"]
+    passages = {p.id: p for p in read_passages_jsonl(passages)}
+    rows = grade_shard(read_jsonl(answers), passages, ScoringSettings.from_config(scoring))
     write_csv(out, rows, EVAL_COLUMNS)
-    write_meta(out, config, model=resolve_model_path(policy), grader=kcfg["scoring"]["grader"])
+    write_meta(out, config, answers=answers, grader=scoring["grader"])
 
 
 def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> None:

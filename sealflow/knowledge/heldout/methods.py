@@ -137,3 +137,8 @@ def method_order(methods: Sequence[str]) -> list[str]:
         match = _ROUND.match(m)
         return (3, int(match.group(1))) if match else (5, 0)
     return sorted(dict.fromkeys(methods), key=key)
+
+
+def continual_order(passages: Sequence, limit: int | None) -> list:
+    """The passages the continual setting learns, in order: the first ``limit`` (None: all)."""
+    return list(passages[:limit] if limit else passages)

@@ -24,6 +24,7 @@ class EvalSettings:
     scoring: ScoringSettings = ScoringSettings()
     continual_passages: int | None = None
     seed: int = 0
+    parallel_adapters: int = 1  # LoRAs trained at once in one batched pass (single and cpt)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "EvalSettings":
@@ -31,15 +32,20 @@ class EvalSettings:
         hcfg = heldout_config(config)
         inner = {**kcfg["inner_loop"], **(hcfg["inner_loop"] or {})}
         cpt = {**inner, **(hcfg["cpt"] or {})}
-        scoring = {**kcfg["scoring"], **hcfg["scoring"]}
         return cls(
             k=int(hcfg["k"]), eval_repeats=int(hcfg["eval_repeats"]),
             split=str(inner["split"]), include_passage=bool(inner["include_passage"]),
             lora=LoraSettings.from_config(inner["lora"]), train=TrainSettings.from_config(inner),
             cpt_lora=LoraSettings.from_config(cpt["lora"]), cpt_train=TrainSettings.from_config(cpt),
-            scoring=ScoringSettings.from_config(scoring),
+            scoring=heldout_scoring(config),
             continual_passages=hcfg["continual_passages"], seed=int(config["seed"]),
+            parallel_adapters=int(inner["parallel_adapters"]),
         )
+
+
+def heldout_scoring(config: Mapping[str, Any]) -> ScoringSettings:
+    """``knowledge.scoring`` with ``heldout.scoring`` over it: all that grading reads."""
+    return ScoringSettings.from_config({**config["knowledge"]["scoring"], **heldout_config(config)["scoring"]})
 
 
 def sampling_config(config: Mapping[str, Any]) -> dict[str, Any]:

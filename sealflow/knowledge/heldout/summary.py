@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ...stats import mean_interval, paired_bootstrap_interval
+from ..grading import grade_all
 from .methods import BASE, SETTINGS, method_order, method_round
 
 ROW_COLUMNS = ["method", "setting", "round", "step", "repeat", "sample", "passage_index", "input_id",
@@ -15,6 +16,19 @@ SUMMARY_COLUMNS = ["method", "setting", "round", "accuracy", "ci95_low", "ci95_h
 FORGETTING_COLUMNS = ["method", "passage", "input_id", "before", "just_learnt", "at_end", "forgetting"]
 EFFECT_COLUMNS = ["pair", "method", "baseline", "setting", "difference", "ci95_low", "ci95_high", "n_questions",
                   "ci_method"]
+
+
+def grade_rows(rows: Sequence[Mapping], passages: Mapping[str, Any], scoring) -> list[dict]:
+    """``rows`` with their ``score`` (every gold answer of the question counts)."""
+    items = []
+    for row in rows:
+        passage = passages.get(str(row["input_id"]))
+        if passage is None:
+            raise ValueError(f"answer row for passage {row['input_id']} that is not a validation passage")
+        q = passage.questions[int(row["question_index"])]
+        items.append((q.question, q.answers, row["answer"]))
+    scores = grade_all(items, scoring)
+    return [{**row, "score": score} for row, score in zip(rows, scores)]
 
 
 def _question_key(row: Mapping[str, Any]) -> tuple[str, int]:
