@@ -120,6 +120,16 @@ def kn_round_policy(wildcards):
     return ids.policy_dir(KN, int(wildcards.r))
 
 
+def kn_generate_inputs(wildcards):
+    """The round's policy and passages, and for rounds listed in knowledge.import_self_edits.rounds
+    the file whose completions are that round's self-edits (the stage imports iff it is given)."""
+    inputs = {"policy": kn_round_policy(wildcards), "passages": f"{KN}/data/train.jsonl"}
+    imported = config["knowledge"]["import_self_edits"]
+    if imported["path"] and int(wildcards.r) in imported["rounds"]:
+        inputs["imported"] = imported["path"]
+    return inputs
+
+
 def fs_round_policy(wildcards):
     return ids.policy_dir(FS, int(wildcards.r))
 
@@ -156,7 +166,8 @@ def kh_model(method):
 
 def kh_writer_label(method):
     if method == kh.EXTERNAL:
-        return f"external:{kh.heldout_config(config)['external']['model']}"
+        label = f"external:{kh.heldout_config(config)['external']['model']}"
+        return f"{label} (file {kh.external_file(config)})" if kh.external_file(config) else label
     return kh.writer_model(method, KN) or ""
 
 
@@ -165,6 +176,8 @@ def kh_sample_inputs(wildcards):
     writer = kh.writer_model(wildcards.method, KN)
     if writer is not None:
         inputs["policy"] = writer
+    if wildcards.method == kh.EXTERNAL and kh.external_file(config):
+        inputs["imported"] = kh.external_file(config)
     return inputs
 
 

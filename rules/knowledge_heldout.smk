@@ -1,6 +1,7 @@
 # Held-out evaluation of the knowledge domain (the paper's Table 2) on data/val.jsonl,
 # which no round ever trains on. Every step is a file:
 #   heldout/self_edits/{method}.jsonl            held-out self-edits of a method's writer
+#   heldout/export/{method}_val.json             the same in the SEAL authors' layout (on request)
 #   heldout/{single,cpt,continual}/{method}.csv  per-question graded answers
 #   heldout/continual_matrix_{method}.csv        accuracy after update i on passage j
 #   heldout/summary.csv, table.csv, forgetting.csv    accuracies with 95% intervals
@@ -25,6 +26,29 @@ rule knowledge_heldout_self_edits:
     resources:
         **res("knowledge_heldout_self_edits", "gpu"),
     retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+# A method's held-out self-edits in the SEAL authors' layout; not part of `all`: ask for the file.
+rule knowledge_heldout_export:
+    input:
+        edits=f"{KH}/self_edits/{{method}}.jsonl",
+        passages=f"{KN}/data/val.jsonl",
+    output:
+        out=f"{KH}/export/{{method}}_val.json",
+    wildcard_constraints:
+        method=r"base_self_edits|external|round\d+",
+    params:
+        stage="knowledge_heldout.export_self_edits",
+        settings=uses(),
+    log:
+        f"{OUT}/logs/knowledge/heldout/export/{{method}}.log",
+    threads: 1
+    resources:
+        **res("knowledge_heldout_export", "cpu"),
     conda:
         "../envs/sealflow.yaml"
     script:

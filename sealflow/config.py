@@ -39,6 +39,15 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         kcfg = cfg["knowledge"]
         if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"]["path"]:
             raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
+        imported = kcfg["import_self_edits"]
+        late = [r for r in imported["rounds"] if r > kcfg["rounds"]]
+        if imported["path"] and late:
+            raise ConfigError(f"knowledge.import_self_edits.rounds names round(s) {late} but knowledge.rounds is "
+                              f"{kcfg['rounds']}")
+        external = kcfg["heldout"]["external"]
+        if external["base_url"] and external["path"]:
+            raise ConfigError("knowledge.heldout.external: set base_url (an endpoint writes the synthetic data) or "
+                              "path (a file holds it), not both")
     backend = cfg["backend"]
     if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")

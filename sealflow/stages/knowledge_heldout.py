@@ -11,7 +11,7 @@ from ..atomic import write_csv, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
 from ..knowledge.data import read_passages_jsonl
-from ..knowledge.heldout.external import ExternalSettings, sample_external
+from ..knowledge.heldout.external import ExternalSettings, import_external, sample_external
 from ..knowledge.heldout.methods import EXTERNAL, heldout_config, needs_self_edits
 from ..knowledge.heldout.run import (continual_order, edits_by_passage, evaluate_continual, evaluate_cpt,
                                      evaluate_single, sample_heldout_edits)
@@ -20,19 +20,31 @@ from ..knowledge.heldout.summary import (EFFECT_COLUMNS, FORGETTING_COLUMNS, ROW
                                          accuracy_before, continual_matrix, effect_rows, final_rows, forgetting_rows,
                                          per_question_map, sort_summary, summary_row, wide_table)
 from ..knowledge.sampling import SamplingSettings
+from ..knowledge.seal_layout import read_seal_file, to_seal_layout, write_seal_file
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import write_meta
 from ..records import read_edits
+from ..runtime import collect_warnings
 
 log = logging.getLogger(__name__)
 
 
-def self_edits(config: dict, *, method: str, passages: str, out: str, policy: str | None = None) -> None:
-    """Held-out self-edits of ``method``: from its policy, or from the external endpoint."""
+def self_edits(config: dict, *, method: str, passages: str, out: str, policy: str | None = None,
+               imported: str | None = None) -> None:
+    """Held-out self-edits of ``method``: from its policy, from the external endpoint, or (external
+    with ``heldout.external.path``) from ``imported``, a file in the SEAL authors' layout."""
     passages_path = passages
     passages = read_passages_jsonl(passages_path)
     sampling = SamplingSettings.from_config(sampling_config(config))
-    if method == EXTERNAL:
+    extra: dict = {}
+    if method == EXTERNAL and imported:
+        ext = ExternalSettings.from_config(heldout_config(config)["external"])
+        with collect_warnings("sealflow.knowledge.seal_layout") as seen:
+            edits, report = import_external(read_seal_file(imported), passages, sampling, ext.model, config["seed"],
+                                            imported, method)
+        writer = f"external:{ext.model} (file {imported})"
+        extra = {**report.as_meta(), "warnings": seen.messages}
+    elif method == EXTERNAL:
         ext = ExternalSettings.from_config(heldout_config(config)["external"])
         edits = sample_external(passages, ext, sampling.k, sampling.temperature, sampling.top_p,
                                 sampling.max_new_tokens, config["seed"], method)
@@ -51,8 +63,17 @@ def self_edits(config: dict, *, method: str, passages: str, out: str, policy: st
         writer = resolve_model_path(policy)
     write_jsonl(out, [e.to_dict() for e in edits])
     write_meta(out, config, seed=config["seed"], method=method, model=writer, n_edits=len(edits),
-               n_passages=len(passages))
+               n_passages=len(passages), **extra)
     log.info("%s: %d held-out self-edits for %d passages", method, len(edits), len(passages))
+
+
+def export_self_edits(config: dict, *, edits: str, passages: str, out: str) -> None:
+    """A method's held-out self-edits in the SEAL authors' layout."""
+    records = to_seal_layout(read_passages_jsonl(passages), read_edits(edits))
+    write_seal_file(out, records)
+    write_meta(out, config, layout="SEAL authors' synthetic data: [{title, context, questions, completions, prompt}]",
+               n_passages=len(records), n_edits=sum(len(r["completions"]) for r in records))
+    log.info("exported %d passages' held-out self-edits to %s", len(records), out)
 
 
 def evaluate(config: dict, *, method: str, setting: str, passages: str, model: str, rows: str,
