@@ -179,7 +179,8 @@ def imported_edits(records: Sequence[SealRecord], passages: Sequence[Passage], k
         log.warning("%s: %s: %d completion(s) beyond the first k = %d of each passage were not used",
                     config_key, path, report.unused_completions, k)
     if report.empty_completions:
-        log.warning("%s: %s: %d empty completion(s): those self-edits get reward 0 (empty_completion)",
+        log.warning("%s: %s: %d empty completion(s): they add no training text (in a round: reward 0, "
+                    "empty_completion)",
                     config_key, path, report.empty_completions)
     if report.prompt_mismatches:
         log.warning("%s: %s: %d of %d prompts are not the configured family %r (file prompts: %s); the edits keep "
