@@ -1,7 +1,10 @@
-# Round-0 policies: a tiny model built offline, or a pointer to a hub id / local path.
+# Round-0 policies: a tiny model built offline, or a pointer to a hub id / local path, or to
+# the cached Hugging Face conversion of a GGUF file (base_model.source).
 
 
 rule base_model:
+    input:
+        unpack(base_model_inputs),
     output:
         out=directory(f"{OUT}/{{domain}}/base/model"),
     params:

@@ -5,6 +5,7 @@ import os
 
 from sealflow import ids
 from sealflow.config import rule_resources
+from sealflow.gguf_source import source_file
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
@@ -49,6 +50,12 @@ def data_files(domain):
     names = ("path",) if domain == "knowledge" else ("train_challenges", "train_solutions", "eval_challenges",
                                                      "eval_solutions")
     return [data[n] for n in names if data.get(n)]
+
+
+def base_model_inputs(wildcards):
+    """A GGUF source's file, so a changed file reruns its conversion and everything after it."""
+    gguf = source_file(config[wildcards.domain]["base_model"].get("source"))
+    return {"gguf": gguf} if gguf else {}
 
 
 # ---- resources ---------------------------------------------------------------------

@@ -31,6 +31,13 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         if domain not in cfg:
             raise ConfigError(f"domains lists {domain!r} but the config has no '{domain}' section")
     for domain in domains:  # the same rules in both domains
+        base = cfg[domain]["base_model"]
+        if base.get("path") and base.get("source"):
+            raise ConfigError(f"{domain}.base_model: set path (a hub id or model folder) or source (a GGUF model), "
+                              "not both")
+        if str(base.get("path") or "").lower().endswith(".gguf"):
+            raise ConfigError(f"{domain}.base_model.path is a GGUF file: set it as {domain}.base_model.source "
+                              "(converted once to a Hugging Face folder)")
         _require_divisible(cfg, domain, "n_train", "shard_size")
         keep, k = cfg[domain]["restem"]["keep_top_k"], cfg[domain]["self_edits"]["k"]
         if keep > k:
