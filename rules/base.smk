@@ -1,5 +1,6 @@
-# Round-0 policies: a tiny model built offline, or a pointer to a local folder. A hub id
-# is fetched first by a local rule (where the internet is), so no job needs the hub.
+# Round-0 policies: a tiny model built offline, or a pointer to a local folder: a hub id
+# fetched first by a local rule (where the internet is), so no job needs the hub, or the
+# cached Hugging Face conversion of a GGUF file (base_model.source).
 
 
 rule base_model_fetch:

@@ -6,6 +6,7 @@ import os
 from sealflow import ids
 from sealflow.config import base_model_kind, generation_env, rule_resources
 from sealflow.hub import is_hub_id
+from sealflow.gguf_source import source_file
 from sealflow.knowledge.heldout import methods as kh
 from sealflow.report import COST_TITLE, DOMAIN_TITLES
 
@@ -53,9 +54,16 @@ def data_files(domain):
 
 
 def base_model_inputs(wildcards):
-    """A hub id is fetched first (base_model_fetch); a local path or a tiny build needs nothing."""
-    path = config[wildcards.domain]["base_model"].get("path")
-    return {"fetched": f"{OUT}/{wildcards.domain}/base/fetched.json"} if path and is_hub_id(path) else {}
+    """A hub id is fetched first (base_model_fetch); a GGUF source's file is an input, so a
+    changed file reruns its conversion and everything after it; a tiny build needs nothing."""
+    base = config[wildcards.domain]["base_model"]
+    inputs = {}
+    if base.get("path") and is_hub_id(base["path"]):
+        inputs["fetched"] = f"{OUT}/{wildcards.domain}/base/fetched.json"
+    gguf = source_file(base.get("source"))
+    if gguf:
+        inputs["gguf"] = gguf
+    return inputs
 
 
 # ---- resources ---------------------------------------------------------------------
@@ -139,6 +147,16 @@ def kn_round_policy(wildcards):
     return ids.policy_dir(KN, int(wildcards.r))
 
 
+def kn_generate_inputs(wildcards):
+    """The round's policy and passages, and for rounds listed in knowledge.import_self_edits.rounds
+    the file whose completions are that round's self-edits (the stage imports iff it is given)."""
+    inputs = {"policy": kn_round_policy(wildcards), "passages": f"{KN}/data/train.jsonl"}
+    imported = config["knowledge"]["import_self_edits"]
+    if imported["path"] and int(wildcards.r) in imported["rounds"]:
+        inputs["imported"] = imported["path"]
+    return inputs
+
+
 def fs_round_policy(wildcards):
     return ids.policy_dir(FS, int(wildcards.r))
 
@@ -175,7 +193,8 @@ def kh_model(method):
 
 def kh_writer_label(method):
     if method == kh.EXTERNAL:
-        return f"external:{kh.heldout_config(config)['external']['model']}"
+        label = f"external:{kh.heldout_config(config)['external']['model']}"
+        return f"{label} (file {kh.external_file(config)})" if kh.external_file(config) else label
     return kh.writer_model(method, KN) or ""
 
 
@@ -184,6 +203,14 @@ def kh_sample_inputs(wildcards):
     writer = kh.writer_model(wildcards.method, KN)
     if writer is not None:
         inputs["policy"] = writer
+    return inputs
+
+
+def kh_external_inputs(wildcards):
+    """Validation passages, and the external model's synthetic-data file where one is configured."""
+    inputs = {"passages": f"{KN}/data/val.jsonl"}
+    if kh.external_file(config):
+        inputs["imported"] = kh.external_file(config)
     return inputs
 
 

@@ -24,10 +24,11 @@ rule knowledge_prepare_passages:
         "../scripts/stage.py"
 
 
+# A round listed in knowledge.import_self_edits.rounds reads its self-edits from that file
+# (the SEAL authors' layout) instead of sampling them.
 rule knowledge_generate_self_edits:
     input:
-        policy=kn_round_policy,
-        passages=f"{KN}/data/train.jsonl",
+        unpack(kn_generate_inputs),
     output:
         out=f"{KN}/round{{r}}/self_edits/shard{{s}}.jsonl",
     params:
@@ -43,6 +44,28 @@ rule knowledge_generate_self_edits:
     retries: retries()
     conda:
         generation_conda()
+    script:
+        "../scripts/stage.py"
+
+
+# A round's self-edits in the SEAL authors' layout ({title, context, questions, completions,
+# prompt} per passage), for their scripts; not part of `all`: ask for the file.
+rule knowledge_export_self_edits:
+    input:
+        edits=expand(f"{KN}/round{{{{r}}}}/self_edits/shard{{s}}.jsonl", s=shards_of("knowledge")),
+        passages=f"{KN}/data/train.jsonl",
+    output:
+        out=f"{KN}/export/round{{r}}_train.json",
+    params:
+        stage="knowledge.export_self_edits",
+        settings=uses(),
+    log:
+        f"{OUT}/logs/knowledge/round{{r}}/export_self_edits.log",
+    threads: 1
+    resources:
+        **res("knowledge_export_self_edits", "cpu"),
+    conda:
+        "../envs/sealflow.yaml"
     script:
         "../scripts/stage.py"
 

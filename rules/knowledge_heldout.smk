@@ -1,6 +1,7 @@
 # Held-out evaluation of the knowledge domain (the paper's Table 2) on data/val.jsonl,
 # which no round ever trains on. Every step is a file:
 #   heldout/self_edits/{method}.jsonl                  held-out self-edits of a method's writer
+#   heldout/export/{method}_val.json                  the same in the SEAL authors' layout (on request)
 #   heldout/single/{method}/shard{s}.answers.jsonl     ungraded answers of a shard of passages (GPU)
 #   heldout/{cpt,continual}/{method}.answers.jsonl     ungraded answers of one job per method (GPU)
 #   heldout/{single,cpt,continual}/{method}.csv        per-question graded answers (CPU: the judge)
@@ -36,10 +37,11 @@ rule knowledge_heldout_self_edits:
         "../scripts/stage.py"
 
 
-# The external model's synthetic data is fetched where the internet is (a local rule).
+# The external model's synthetic data is fetched where the internet is (a local rule),
+# or read from a file in the SEAL authors' layout (knowledge.heldout.external.path).
 rule knowledge_heldout_external_self_edits:
     input:
-        passages=f"{KN}/data/val.jsonl",
+        unpack(kh_external_inputs),
     output:
         out=f"{KH}/self_edits/external.jsonl",
     localrule: True
@@ -52,6 +54,29 @@ rule knowledge_heldout_external_self_edits:
     resources:
         **res("knowledge_heldout_external_self_edits", "cpu"),
     retries: retries()
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+# A method's held-out self-edits in the SEAL authors' layout; not part of `all`: ask for the file.
+rule knowledge_heldout_export:
+    input:
+        edits=f"{KH}/self_edits/{{method}}.jsonl",
+        passages=f"{KN}/data/val.jsonl",
+    output:
+        out=f"{KH}/export/{{method}}_val.json",
+    wildcard_constraints:
+        method=r"base_self_edits|external|round\d+",
+    params:
+        stage="knowledge_heldout.export_self_edits",
+        settings=uses(),
+    log:
+        f"{OUT}/logs/knowledge/heldout/export/{{method}}.log",
+    threads: 1
+    resources:
+        **res("knowledge_heldout_export", "cpu"),
     conda:
         "../envs/sealflow.yaml"
     script:

@@ -31,6 +31,13 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         if domain not in cfg:
             raise ConfigError(f"domains lists {domain!r} but the config has no '{domain}' section")
     for domain in domains:  # the same rules in both domains
+        base = cfg[domain]["base_model"]
+        if base.get("path") and base.get("source"):
+            raise ConfigError(f"{domain}.base_model: set path (a hub id or model folder) or source (a GGUF model), "
+                              "not both")
+        if str(base.get("path") or "").lower().endswith(".gguf"):
+            raise ConfigError(f"{domain}.base_model.path is a GGUF file: set it as {domain}.base_model.source "
+                              "(converted once to a Hugging Face folder)")
         _require_divisible(cfg, domain, "n_train", "shard_size")
         keep, k = cfg[domain]["restem"]["keep_top_k"], cfg[domain]["self_edits"]["k"]
         if keep > k:
@@ -39,6 +46,15 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         kcfg = cfg["knowledge"]
         if kcfg["data"]["source"] in ("squad_json", "passages_json") and not kcfg["data"]["path"]:
             raise ConfigError(f"knowledge.data.path is required when knowledge.data.source is {kcfg['data']['source']!r}")
+        imported = kcfg["import_self_edits"]
+        late = [r for r in imported["rounds"] if r > kcfg["rounds"]]
+        if imported["path"] and late:
+            raise ConfigError(f"knowledge.import_self_edits.rounds names round(s) {late} but knowledge.rounds is "
+                              f"{kcfg['rounds']}")
+        external = kcfg["heldout"]["external"]
+        if external["base_url"] and external["path"]:
+            raise ConfigError("knowledge.heldout.external: set base_url (an endpoint writes the synthetic data) or "
+                              "path (a file holds it), not both")
     backend = cfg["backend"]
     if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")
@@ -58,7 +74,8 @@ def generation_env(cfg: Mapping[str, Any]) -> str:
 def base_model_kind(cfg: Mapping[str, Any]) -> str:
     """Resource family of ``base_model``: writing a pointer to a hub id or path needs no GPU
     (``cpu``); building a tiny model trains one (``gpu``, as the other training rules)."""
-    builds = any(not cfg[d]["base_model"].get("path") for d in cfg["domains"])
+    builds = any(not cfg[d]["base_model"].get("path") and not cfg[d]["base_model"].get("source")
+                 for d in cfg["domains"])
     return "gpu" if builds else "cpu"
 
 

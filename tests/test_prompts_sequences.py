@@ -37,10 +37,13 @@ def _chat_tokenizer():
 def test_families_listed() -> None:
     assert prompts.PROMPT_FAMILIES == (
         "implications", "implications-long", "implications-very-long", "rewrite", "self-qa", "chat-implications",
+        "seal-implications", "seal-implications-long", "seal-implications-very-long", "seal-rewrite", "seal-self-qa",
+        "seal-chat-implications",
     )
 
 
-@pytest.mark.parametrize("family", [f for f in prompts.PROMPT_FAMILIES if f != "chat-implications"])
+# sealflow's own base families (the authors' seal-* wording: tests/test_seal_layout.py)
+@pytest.mark.parametrize("family", prompts.PROMPT_FAMILIES[:5])
 def test_base_families_render_with_passage_and_cue(family: str) -> None:
     text = prompts.self_edit_prompt(family, PASSAGE)
     assert PASSAGE_TEXT in text

@@ -168,27 +168,59 @@ def _answers_of(item: Mapping[str, Any], where: str) -> list[str]:
     return out
 
 
+PASSAGE_KEYS = frozenset({"title", "context", "questions"})
+QUESTION_KEYS = frozenset({"question", "answer", "answers", "alternatives"})
+# Keys of the SEAL authors' synthetic-data files that belong to self-edits, not to passages.
+SELF_EDIT_KEYS = frozenset({"completions", "prompt"})
+
+
+def unread_keys_note(name: str, where: str, counts: Mapping[str, int], hint: str = "") -> str | None:
+    """One line naming every key a loader did not read and how many records carried it."""
+    if not counts:
+        return None
+    listed = ", ".join(f"{key!r} ({n})" for key, n in sorted(counts.items()))
+    return f"{name}: {where} keys not read: {listed}{hint}"
+
+
 def load_passages_json(path: str | os.PathLike) -> list[Passage]:
-    """A list of ``{title, context, questions: [{question, answer}]}`` (the SEAL repo's shape)."""
+    """A list of ``{title, context, questions: [{question, answer}]}`` (the SEAL repo's shape).
+
+    Keys it does not read are never passed over in silence: one warning per file names
+    them and their counts (the SEAL files' ``completions``/``prompt`` with a pointer to
+    the keys that import them as self-edits).
+    """
     raw = _read_json(path)
     name = str(path)
     if not isinstance(raw, list):
         raise DataError(f"{name}: expected a list of passages, got {type(raw).__name__}")
     builder = _PassageBuilder("pj", name)
+    unread: dict[str, int] = {}
+    unread_q: dict[str, int] = {}
     for i, item in enumerate(raw):
         where = f"{name}: [{i}]"
         context = _need(item, "context", str, where).strip()
         title = str(item.get("title", "")).strip()
         questions = _need(item, "questions", list, where)
+        for key in set(item) - PASSAGE_KEYS:
+            unread[str(key)] = unread.get(str(key), 0) + 1
         builder.add_passage(title, context)
         for k, q in enumerate(questions):
             qwhere = f"{where}.questions[{k}]"
             text = _need(q, "question", str, qwhere)
+            for key in set(q) - QUESTION_KEYS:
+                unread_q[str(key)] = unread_q.get(str(key), 0) + 1
             question = _question(text, _answers_of(q, qwhere))
             if question is not None:
                 builder.add_question(title, context, question)
             else:
                 log.warning("dropped %s: empty question or no non-empty answer", qwhere)
+    hint = ""
+    if SELF_EDIT_KEYS & set(unread):
+        hint = ("; 'completions' are self-edits, not passages: knowledge.import_self_edits.path uses them as a "
+                "round's self-edits and knowledge.heldout.external.path as the external method's")
+    for note in (unread_keys_note(name, "passage", unread, hint), unread_keys_note(name, "question", unread_q)):
+        if note:
+            log.warning(note)
     return builder.build()
 
 

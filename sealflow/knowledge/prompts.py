@@ -4,6 +4,12 @@ Base-model families end with a cue line ("Implications:\\n") so a non-instruct L
 simply continues with the list; ``chat-implications`` instead goes through the
 tokenizer's chat template for instruct models. The SFT record reuses the exact
 prompt a self-edit was sampled from, so ReST-EM trains on what the policy saw.
+
+The ``seal-*`` families are the SEAL authors' own wording (Continual-Intelligence/SEAL,
+knowledge incorporation), so their published synthetic data and prompts can be met
+byte for byte: "Let's read the following passage and ..." with the title line always
+present, and ``seal-chat-implications`` as their instruct variant (the task in a system
+message, the bare passage as the user message).
 """
 
 from __future__ import annotations
@@ -43,7 +49,25 @@ _CHAT_INSTRUCTION = (
     "directly or indirectly. Write one implication per line.\n\n{passage}"
 )
 
-PROMPT_FAMILIES: tuple[str, ...] = (*_BASE_FAMILIES, "chat-implications")
+# The authors' base-model prompts: (task, cue), rendered by ``_SEAL_INTRO``. Their passage
+# block is always "{title}\n{context}" (an untitled passage starts with an empty line).
+_SEAL_INTRO = "Let's read the following passage and {task}\n\nPassage:\n{title}\n{context}\n\n{cue}"
+_SEAL_FAMILIES: dict[str, tuple[str, str]] = {
+    "seal-implications": ("produce a list of implications derived directly or indirectly from the content.",
+                          "Implications:\n"),
+    "seal-implications-long": ("produce a long list of implications derived directly or indirectly from the content.",
+                               "Implications:\n"),
+    "seal-implications-very-long": (
+        "produce a very long list of implications derived directly or indirectly from the content.", "Implications:\n"),
+    "seal-rewrite": ("rewrite it in a few different ways, each one separated by a newline.", "Rewritten passages:\n"),
+    "seal-self-qa": ("rewrite it in a question-answer format.", "Question 1: "),
+}
+# Their instruct prompt (its trailing space included), through the tokenizer's chat template.
+_SEAL_CHAT_SYSTEM = ("You are an assistant tasked with analyzing the provided passage and producing a list of "
+                     "implications derived directly or indirectly from the content. ")
+
+CHAT_FAMILIES: tuple[str, ...] = ("chat-implications", "seal-chat-implications")
+PROMPT_FAMILIES: tuple[str, ...] = (*_BASE_FAMILIES, "chat-implications", *_SEAL_FAMILIES, "seal-chat-implications")
 
 
 def _passage_block(passage: Passage) -> str:
@@ -57,22 +81,46 @@ def chat_instruction(passage: Passage) -> str:
     return _CHAT_INSTRUCTION.format(passage=_passage_block(passage))
 
 
+def chat_messages(family: str, passage: Passage) -> list[dict[str, str]]:
+    """The chat messages of a chat family (before any chat template)."""
+    if family == "chat-implications":
+        return [{"role": "user", "content": chat_instruction(passage)}]
+    if family == "seal-chat-implications":
+        return [{"role": "system", "content": _SEAL_CHAT_SYSTEM},
+                {"role": "user", "content": f"{passage.title}\n{passage.context}"}]
+    raise ValueError(f"{family!r} is not a chat prompt family (expected one of {', '.join(CHAT_FAMILIES)})")
+
+
 def self_edit_prompt(family: str, passage: Passage, tokenizer: Any = None) -> str:
     """The text the policy continues to write a self-edit for ``passage``."""
     if family in _BASE_FAMILIES:
         task, cue = _BASE_FAMILIES[family]
         return _INTRO.format(task=task, cue=cue, passage=_passage_block(passage))
-    if family == "chat-implications":
+    if family in _SEAL_FAMILIES:
+        task, cue = _SEAL_FAMILIES[family]
+        return _SEAL_INTRO.format(task=task, cue=cue, title=passage.title, context=passage.context)
+    if family in CHAT_FAMILIES:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError(
-                "knowledge.self_edits.prompt 'chat-implications' needs a tokenizer with a chat template "
+                f"knowledge.self_edits.prompt {family!r} needs a tokenizer with a chat template "
                 "(an instruct model); use a base-model family such as 'implications' otherwise"
             )
-        messages = [{"role": "user", "content": chat_instruction(passage)}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(chat_messages(family, passage), tokenize=False,
+                                             add_generation_prompt=True)
     raise ValueError(
         f"unknown knowledge.self_edits.prompt {family!r} (expected one of {', '.join(PROMPT_FAMILIES)})"
     )
+
+
+def prompt_family_of(prompt: str, passage: Passage, tokenizer: Any = None) -> str | None:
+    """The family that renders exactly ``prompt`` for ``passage`` (chat families only with a
+    tokenizer that has a chat template), or None: how an imported prompt is recognised."""
+    for family in PROMPT_FAMILIES:
+        if family in CHAT_FAMILIES and (tokenizer is None or not getattr(tokenizer, "chat_template", None)):
+            continue
+        if self_edit_prompt(family, passage, tokenizer) == prompt:
+            return family
+    return None
 
 
 def question_prompt(question: str) -> str:

@@ -10,6 +10,7 @@ from ..backends.base import completions_of
 from ..ids import derived_seed, edit_id, round_prefix
 from ..records import Passage, SelfEdit
 from .prompts import self_edit_prompt
+from .seal_layout import ImportReport, SealRecord, imported_edits
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,19 @@ def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], 
                 completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,
             ))
     return edits
+
+
+def import_round_edits(records: Sequence[SealRecord], passages: Sequence[Passage], settings: SamplingSettings,
+                       tokenizer, round_: int, shard: int, seed: int, path: str) -> tuple[list[SelfEdit], ImportReport]:
+    """A shard's self-edits from a SEAL-layout file: the first ``k`` completions per passage,
+    with the ids, slots and seeds sampling would give them, so the rest of the round is unchanged."""
+    sampling = {"source": "file", "path": path, "k": settings.k, "prompt_family": settings.prompt}
+    policy = f"file:{path}"
+
+    def make(pos: int, passage: Passage, sample: int, prompt: str, completion: str) -> SelfEdit:
+        return SelfEdit(id=edit_id(round_prefix(round_, shard), pos, sample), input_id=passage.id, sample=sample,
+                        prompt=prompt, completion=completion, round=round_, shard=shard,
+                        seed=derived_seed(seed, round_, shard, pos), sampling=sampling, policy=policy)
+
+    return imported_edits(records, passages, settings.k, path, "knowledge.import_self_edits.path", settings.prompt,
+                          lambda p: self_edit_prompt(settings.prompt, p, tokenizer), make, tokenizer)

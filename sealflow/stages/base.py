@@ -1,5 +1,5 @@
 """Stages of rules/base.smk: fetch a hub model where the internet is; build a tiny round-0
-policy offline, or point at a real one (always a local folder)."""
+policy offline, or point at a real one (always a local folder; a GGUF file is converted once)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from ..atomic import atomic_dir, write_json
 from ..base_model import BuildSettings, build_base_model
 from ..hub import fetch_snapshot, fetched_path, is_hub_id
+from ..gguf_source import ensure_converted
 from ..provenance import write_meta
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,18 @@ def fetch_model(config: dict, *, domain: str, fetched: str) -> None:
     log.info("%s base model %s at commit %s: %s", domain, record["hub_id"], record["commit"], record["path"])
 
 
-def base_model(config: dict, *, domain: str, out: str, fetched: str | None = None) -> None:
+def base_model(config: dict, *, domain: str, out: str, fetched: str | None = None,
+               gguf: str | None = None) -> None:
+    """The round-1 policy: a tiny model built here, or ``pointer.txt`` naming a real one (a local
+    folder, a fetched hub id, or the cached conversion of a GGUF ``source``; ``gguf`` is its file)."""
     base_cfg = config[domain]["base_model"]
+    if base_cfg.get("source"):
+        folder, record = ensure_converted(base_cfg["source"], key=f"{domain}.base_model.source")
+        with atomic_dir(out) as tmp:
+            (Path(tmp) / "pointer.txt").write_text(str(folder) + "\n")
+        write_meta(Path(out), config, model=str(folder), built=False, gguf=gguf, **record)
+        log.info("%s base model: %s from %s", domain, folder, base_cfg["source"])
+        return
     if base_cfg.get("path"):
         # A real model: a pointer to a local folder (a hub id's fetched snapshot), so jobs never need the hub.
         path, record = str(base_cfg["path"]), {}

@@ -14,8 +14,9 @@ from ..inner_loop import check_declared, check_inputs_cover, load_manifest, mode
 from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
 from ..knowledge.faithfulness import content_words, faithfulness, mean
 from ..knowledge.inner import InnerSettings, plans_for_edits
-from ..knowledge.sampling import SamplingSettings, sample_self_edits
+from ..knowledge.sampling import SamplingSettings, import_round_edits, sample_self_edits
 from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, answer_shard, grade_shard
+from ..knowledge.seal_layout import read_seal_file, to_seal_layout, write_seal_file
 from ..lora import LoraSettings, TrainSettings
 from ..modeling import load_model, load_tokenizer, resolve_model_path
 from ..provenance import provenance, write_meta
@@ -40,20 +41,42 @@ def prepare_passages(config: dict, *, train: str, val: str) -> None:
     log.info("prepared %d train and %d validation passages", len(train), len(val))
 
 
-def generate_self_edits(config: dict, *, passages: str, policy: str, out: str, r: int, s: int) -> None:
+def generate_self_edits(config: dict, *, passages: str, policy: str, out: str, r: int, s: int,
+                        imported: str | None = None) -> None:
+    """Sample the shard's self-edits from ``policy``, or read them from ``imported`` (a file in the
+    SEAL authors' layout, given for the rounds of ``knowledge.import_self_edits.rounds``)."""
     kcfg, passages_path, round_, shard = config["knowledge"], passages, r, s
     passages = shard_slice(read_passages_jsonl(passages_path), shard, kcfg["self_edits"]["shard_size"])
-    placement = resolve_placement(config["device"])
     tokenizer = load_tokenizer(policy)
+    settings = SamplingSettings.from_config(kcfg["self_edits"])
+    if imported:
+        with collect_warnings("sealflow.knowledge.seal_layout") as seen:
+            edits, report = import_round_edits(read_seal_file(imported), passages, settings, tokenizer, round_,
+                                               shard, config["seed"], imported)
+        write_jsonl(out, [e.to_dict() for e in edits])
+        write_meta(out, config, seed=config["seed"], model=f"file:{imported}", round=round_, shard=shard,
+                   **report.as_meta(), warnings=seen.messages)
+        log.info("imported %d self-edits for %d passages from %s", len(edits), len(passages), imported)
+        return
+    placement = resolve_placement(config["device"])
     backend = make_backend(policy, placement, BackendSettings.from_config(config["backend"]))
     try:
-        edits = sample_self_edits(backend, tokenizer, passages, SamplingSettings.from_config(kcfg["self_edits"]),
-                                  round_, shard, config["seed"], resolve_model_path(policy))
+        edits = sample_self_edits(backend, tokenizer, passages, settings, round_, shard, config["seed"],
+                                  resolve_model_path(policy))
     finally:
         backend.close()
     write_jsonl(out, [e.to_dict() for e in edits])
     write_meta(out, config, seed=config["seed"], model=resolve_model_path(policy), round=round_, shard=shard)
     log.info("sampled %d self-edits for %d passages", len(edits), len(passages))
+
+
+def export_self_edits(config: dict, *, edits: list[str], passages: str, out: str) -> None:
+    """The round's self-edits (every shard) in the SEAL authors' layout."""
+    records = to_seal_layout(read_passages_jsonl(passages), [e for path in edits for e in read_edits(path)])
+    write_seal_file(out, records)
+    write_meta(out, config, layout="SEAL authors' synthetic data: [{title, context, questions, completions, prompt}]",
+               n_passages=len(records), n_edits=sum(len(r["completions"]) for r in records))
+    log.info("exported %d passages' self-edits to %s", len(records), out)
 
 
 def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: str, adapters: list[str],

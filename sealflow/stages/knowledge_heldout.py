@@ -10,15 +10,17 @@ import pandas as pd
 from ..atomic import read_jsonl, write_csv, write_jsonl
 from ..ids import shard_slice
 from ..knowledge.data import read_passages_jsonl
-from ..knowledge.heldout.external import ExternalSettings, sample_external
+from ..knowledge.heldout.external import ExternalSettings, import_external, sample_external
 from ..knowledge.heldout.methods import EXTERNAL, continual_order, heldout_config, needs_self_edits
 from ..knowledge.heldout.settings import EvalSettings, heldout_scoring, sampling_config
 from ..knowledge.heldout.summary import (EFFECT_COLUMNS, FORGETTING_COLUMNS, ROW_COLUMNS, SUMMARY_COLUMNS,
                                          accuracy_before, continual_matrix, effect_rows, final_rows, forgetting_rows,
                                          grade_rows,
                                          per_question_map, sort_summary, summary_row, wide_table)
+from ..knowledge.seal_layout import read_seal_file, to_seal_layout, write_seal_file
 from ..provenance import write_meta
 from ..records import read_edits
+from ..runtime import collect_warnings
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +50,41 @@ def self_edits(config: dict, *, method: str, passages: str, out: str, policy: st
     _write_edits(out, config, method, edits, resolve_model_path(policy), len(passages))
 
 
-def external_self_edits(config: dict, *, passages: str, out: str) -> None:
-    """The external model's synthetic data for every held-out passage (a rule where the internet is)."""
+def external_self_edits(config: dict, *, passages: str, out: str, imported: str | None = None) -> None:
+    """The external model's synthetic data for every held-out passage: from its endpoint (a rule
+    where the internet is) or, with ``heldout.external.path``, from ``imported``, a file in the SEAL
+    authors' layout (their published GPT-4.1 data reproduces the paper's baseline without an API key)."""
     from ..knowledge.sampling import SamplingSettings  # its sampling fields only; no model is loaded
 
     passages_path = passages
     passages = read_passages_jsonl(passages_path)
     sampling = SamplingSettings.from_config(sampling_config(config))
     ext = ExternalSettings.from_config(heldout_config(config)["external"])
+    if imported:
+        with collect_warnings("sealflow.knowledge.seal_layout") as seen:
+            edits, report = import_external(read_seal_file(imported), passages, sampling, ext.model, config["seed"],
+                                            imported, EXTERNAL)
+        _write_edits(out, config, EXTERNAL, edits, f"external:{ext.model} (file {imported})", len(passages),
+                     **report.as_meta(), warnings=seen.messages)
+        return
     edits = sample_external(passages, ext, sampling.k, sampling.temperature, sampling.top_p, sampling.max_new_tokens,
                             config["seed"], EXTERNAL)
     _write_edits(out, config, EXTERNAL, edits, f"external:{ext.model}", len(passages))
 
 
-def _write_edits(out: str, config: dict, method: str, edits, writer: str, n_passages: int) -> None:
+def export_self_edits(config: dict, *, edits: str, passages: str, out: str) -> None:
+    """A method's held-out self-edits in the SEAL authors' layout."""
+    records = to_seal_layout(read_passages_jsonl(passages), read_edits(edits))
+    write_seal_file(out, records)
+    write_meta(out, config, layout="SEAL authors' synthetic data: [{title, context, questions, completions, prompt}]",
+               n_passages=len(records), n_edits=sum(len(r["completions"]) for r in records))
+    log.info("exported %d passages' held-out self-edits to %s", len(records), out)
+
+
+def _write_edits(out: str, config: dict, method: str, edits, writer: str, n_passages: int, **extra) -> None:
     write_jsonl(out, [e.to_dict() for e in edits])
     write_meta(out, config, seed=config["seed"], method=method, model=writer, n_edits=len(edits),
-               n_passages=n_passages)
+               n_passages=n_passages, **extra)
     log.info("%s: %d held-out self-edits for %d passages", method, len(edits), n_passages)
 
 

@@ -1,4 +1,5 @@
-"""Synthetic data from an external model (the paper's GPT-4.1 baseline) over chat completions.
+"""Synthetic data from an external model (the paper's GPT-4.1 baseline) over chat completions,
+or from a file of it in the SEAL authors' layout (their published ``gpt4_1_val.json``).
 
 Any OpenAI-compatible ``/chat/completions`` endpoint works (OpenAI, a vLLM server, ...).
 Plain ``urllib``, retries on rate limits and server errors; the key comes from the
@@ -15,6 +16,8 @@ from ...chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_compl
 from ...ids import derived_seed
 from ...records import Passage, SelfEdit
 from ..prompts import chat_instruction
+from ..sampling import SamplingSettings
+from ..seal_layout import ImportReport, SealRecord, imported_edits
 
 
 class ExternalError(ChatError):
@@ -69,3 +72,20 @@ def sample_external(passages: Sequence[Passage], settings: ExternalSettings, k: 
                  sampling=sampling, policy=f"external:{settings.model}")
         for (pos, passage, sample, s), text in zip(jobs, completions)
     ]
+
+
+def import_external(records: Sequence[SealRecord], passages: Sequence[Passage], sampling: SamplingSettings,
+                    model: str, seed: int, path: str, method: str = "external") -> tuple[list[SelfEdit], ImportReport]:
+    """The first ``heldout.k`` completions per held-out passage of a SEAL-layout file, as the
+    external method's self-edits (no endpoint, no key). Only completions train, so prompts are
+    recorded, not checked; where a record has none, the endpoint's instruction stands in."""
+    info = {"source": "file", "path": path, "k": sampling.k, "model": model}
+
+    def make(pos: int, passage: Passage, sample: int, prompt: str, completion: str) -> SelfEdit:
+        return SelfEdit(id=f"heldout-{method}-{passage.id}-k{sample}", input_id=passage.id, sample=sample,
+                        prompt=prompt, completion=completion, round=0, shard=0,
+                        seed=derived_seed(seed, "heldout", method, passage.id, sample), sampling=info,
+                        policy=f"external:{model}")
+
+    return imported_edits(records, passages, sampling.k, path, "knowledge.heldout.external.path",
+                          None, chat_instruction, make)

@@ -11,8 +11,9 @@ Methods (one row each in the paper's table):
 * ``round{r}``        the passage plus self-edits of the policy of round r (``round{r}/policy``, after
                       ``r - 1`` ReST-EM updates; r = 2 .. rounds + 1; the last is SEAL).
 * ``external``        the passage plus "self-edits" written by an external model through an
-                      OpenAI-compatible chat endpoint (the paper's GPT-4.1 synthetic data);
-                      only when ``knowledge.heldout.external.base_url`` is set.
+                      OpenAI-compatible chat endpoint (the paper's GPT-4.1 synthetic data), or read
+                      from a file in the SEAL authors' layout (``external.path``, e.g. their
+                      ``gpt4_1_val.json``); only when one of ``base_url`` or ``path`` is set.
 
 Settings: ``single`` (a fresh LoRA per passage), ``cpt`` (one LoRA on every held-out
 passage at once) and ``continual`` (one passage after another, LoRAs merged in turn).
@@ -65,7 +66,13 @@ def _expand(names: Sequence[str], config: Mapping[str, Any], key: str) -> list[s
 
 
 def external_enabled(config: Mapping[str, Any]) -> bool:
-    return bool(heldout_config(config)["external"].get("base_url"))
+    """An endpoint (``external.base_url``) or a file in the SEAL layout (``external.path``) is set."""
+    external = heldout_config(config)["external"]
+    return bool(external.get("base_url") or external.get("path"))
+
+
+def external_file(config: Mapping[str, Any]) -> str | None:
+    return heldout_config(config)["external"].get("path") or None
 
 
 def heldout_methods(config: Mapping[str, Any]) -> list[str]:
