@@ -32,7 +32,7 @@ rule knowledge_heldout_self_edits:
         **res("knowledge_heldout_self_edits", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -104,7 +104,7 @@ rule knowledge_heldout_single:
         **res("knowledge_heldout_single", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 
@@ -133,7 +133,7 @@ rule knowledge_heldout_evaluate:
         **res("knowledge_heldout_evaluate", "gpu"),
     retries: retries()
     conda:
-        "../envs/sealflow.yaml"
+        generation_conda()
     script:
         "../scripts/stage.py"
 

@@ -70,16 +70,10 @@ def _rule_blocks() -> dict[str, tuple[str, str]]:
     return blocks
 
 
-PENDING = {  # held-out rules, reworked in parallel: their conda line moves to generation_conda() with that work
-    "knowledge_heldout_self_edits", "knowledge_heldout_evaluate", "knowledge_heldout_continual",
-}
-
-
 def _generating_rules() -> list:
     rules = [(name, f, b) for name, (f, b) in _rule_blocks().items() if re.search(r'uses\([^)]*"backend"', b)]
     assert len(rules) >= 7
-    return [pytest.param(name, f, b, marks=pytest.mark.xfail(strict=True, reason="reworked in parallel"))
-            if name in PENDING else pytest.param(name, f, b, id=name) for name, f, b in rules]
+    return [pytest.param(name, f, b, id=name) for name, f, b in rules]
 
 
 @pytest.mark.parametrize("name, rules_file, block", _generating_rules())

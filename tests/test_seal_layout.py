@@ -414,9 +414,8 @@ def test_stages_import_a_round_and_the_external_method_and_export_them(tmp_path,
     val = tmp_path / "val.jsonl"
     write_passages_jsonl(val, passages[2:])
     held = tmp_path / "heldout" / "external.jsonl"
-    knowledge_heldout.self_edits(config_subset(cfg, ["seed", "device", "backend", "knowledge.self_edits",
-                                                     "knowledge.heldout"]),
-                                 method="external", passages=str(val), out=str(held), imported=str(data))
+    knowledge_heldout.external_self_edits(config_subset(cfg, ["seed", "knowledge.self_edits", "knowledge.heldout"]),
+                                          passages=str(val), out=str(held), imported=str(data))
     rows = [json.loads(line) for line in held.read_text().splitlines()]
     assert [(r["input_id"], r["completion"]) for r in rows] == [("x0", "Isle 0 implication 0"),
                                                                 ("x1", "Isle 1 implication 0")]
@@ -439,7 +438,8 @@ def test_the_rules_give_the_file_to_imported_rounds_and_the_external_method_only
     dry = run_snakemake(workdir, *targets, "--configfile", "config/seal.yaml", "-n")
     text = dry.stdout + dry.stderr
     jobs = [block for block in text.split("\nrule ") if block.startswith(("knowledge_generate_self_edits",
-                                                                         "knowledge_heldout_self_edits"))]
+                                                                         "knowledge_heldout_self_edits",
+                                                                         "knowledge_heldout_external_self_edits"))]
     by_output = {next(line.split("output: ")[1] for line in b.splitlines() if "output: " in line): b for b in jobs}
     assert str(data) in by_output[f"{kn}/round1/self_edits/shard0.jsonl"]
     assert str(data) not in by_output[f"{kn}/round2/self_edits/shard0.jsonl"]
