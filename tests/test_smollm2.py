@@ -136,12 +136,12 @@ def _round_config(tmp_path: Path) -> dict:
     knowledge = cfg["knowledge"]
     knowledge["base_model"] = {"path": None, "source": SOURCE}
     knowledge["data"].update(n_train=2, n_val=1)
-    knowledge["self_edits"].update(prompt="chat-implications", k=2, max_new_tokens=24, shard_size=2)
+    knowledge["self_edits"].update(prompt="chat-implications", k=2, max_new_tokens=40, shard_size=2)
     knowledge["inner_loop"].update(
         lora={"r": 4, "alpha": 8, "dropout": 0.0,
               "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-        epochs=1, lr=1e-3, batch_size=4, max_seq_len=64, parallel_adapters=2)
-    knowledge["scoring"].update(grader="f1", max_new_tokens=8)
+        epochs=2, lr=1e-3, batch_size=4, max_seq_len=96, parallel_adapters=2)
+    knowledge["scoring"].update(grader="f1", max_new_tokens=10)
     knowledge["restem"]["keep_top_k"] = 1
     cfg["backend"]["batch_size"] = 8
     cfg["device"] = "cpu"
@@ -150,7 +150,7 @@ def _round_config(tmp_path: Path) -> dict:
 
 
 def test_one_knowledge_round_on_smollm2_through_the_hf_backend(smollm2_cache, smollm2_dir, tmp_path, monkeypatch):
-    """Two generated passages, k = 2, one epoch: base model, data, self-edits in the model's own chat
+    """Two generated passages, k = 2, two epochs: base model, data, self-edits in the model's own chat
     template, batched LoRAs on Llama's module names, scoring and rewards, through the stages."""
     import pandas as pd
 
