@@ -6,9 +6,10 @@ one width, which switches SDPA from its unmasked to its masked kernel (~1 ulp in
 hidden states), and gradient sums split differently across rows. AdamW divides each
 gradient element by its own running RMS, so an element whose gradient is near zero can
 turn such a rounding difference into a visible fraction of a step. Weights are compared
-in float32 at atol 1e-5, rtol 1e-4 (observed on these models: <= 2e-6, i.e. <= 4e-4 * lr);
-a wrong schedule, lr, step count or loss normalisation moves elements by ~lr = 1e-3..1e-2
-per step and fails it. Per-step losses are compared at 1e-5 absolute (rounding only).
+in float32 at atol 1e-4, rtol 1e-3, a tenth of the smallest lr (observed on these models:
+mostly <= 2e-6; one element of 256 at 5.4e-5 in the lr 1e-2 plan once the loss builds
+logits for label tokens only, which sums in another order); a wrong schedule, lr, step
+count or loss normalisation moves elements by ~lr = 1e-3..1e-2 per step and fails it. Per-step losses are compared at 1e-5 absolute (rounding only).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def assert_same_training(batched, reference, plan: TrainPlan) -> None:
     (weights, stats), (ref_weights, ref_stats) = batched, reference
     assert set(weights) == set(ref_weights)
     for key, ref in ref_weights.items():  # tolerance: see the module docstring
-        torch.testing.assert_close(weights[key], ref, atol=1e-5, rtol=1e-4, msg=lambda m: f"{plan.edit_id} {key}: {m}")
+        torch.testing.assert_close(weights[key], ref, atol=1e-4, rtol=1e-3, msg=lambda m: f"{plan.edit_id} {key}: {m}")
     assert (stats.steps, stats.examples, stats.tokens) == (ref_stats.steps, ref_stats.examples, ref_stats.tokens)
     assert len(stats.losses) == len(ref_stats.losses)
     torch.testing.assert_close(torch.tensor(stats.losses), torch.tensor(ref_stats.losses), atol=1e-5, rtol=0)
