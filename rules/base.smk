@@ -22,8 +22,8 @@ rule base_model_fetch:
         "../scripts/stage.py"
 
 
-# Building the tiny model is small, and a pointer is a file: the CPU family (override in
-# resources.rules.base_model to build a larger one on a GPU).
+# Building the tiny model trains it: the GPU family (base_model_kind); a pointer to a real
+# model is a file: the CPU family.
 rule base_model:
     input:
         unpack(base_model_inputs),
