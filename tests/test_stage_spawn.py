@@ -28,7 +28,7 @@ rule probe:
         out=directory("{{domain}}/model"),
     params:
         stage="base.base_model",
-        settings={{"seed": 0, "knowledge": {{"base_model": {{"path": "org/some-model"}}}}}},
+        settings={{"seed": 0, "knowledge": {{"base_model": {{"path": "local-model"}}}}}},
     log:
         "logs/{{domain}}.log",
     script:
@@ -40,6 +40,7 @@ UNGUARDED = "from sealflow.stages import run\nrun(snakemake)\n"
 
 def _run_probe(tmp_path: Path, script: Path) -> tuple[subprocess.CompletedProcess, Path]:
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(script=script))
+    (tmp_path / "local-model").mkdir(exist_ok=True)  # a local folder: the stage writes a pointer to it
     record = tmp_path / "children.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "SEALFLOW_SPAWN_CHILD": str(record)}
@@ -59,7 +60,7 @@ def test_the_stage_script_runs_once_when_a_spawn_child_starts(tmp_path):
     # ... and the stage body ran once, in the job's own process
     log = (tmp_path / "logs" / "knowledge.log").read_text()
     assert log.count("stage base.base_model") == 1, log
-    assert (tmp_path / "knowledge" / "model" / "pointer.txt").read_text().strip() == "org/some-model"
+    assert (tmp_path / "knowledge" / "model" / "pointer.txt").read_text().strip() == "local-model"
 
 
 @pytest.mark.workflow
