@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,13 @@ def knowledge_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("knowledge-run"))
     run_snakemake(workdir, "--configfile", "config/test.yaml")
     return workdir
+
+
+# Hypothesis profiles for every property-based test: HYPOTHESIS_PROFILE=thorough for a long run.
+from hypothesis import HealthCheck, settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("default", max_examples=60, deadline=None,
+                                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+_hypothesis_settings.register_profile("thorough", max_examples=2000, deadline=None,
+                                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

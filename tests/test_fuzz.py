@@ -28,12 +28,6 @@ from sealflow.settings import TrainSettings
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "config/schema.yaml")
 
-settings.register_profile("default", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
 # Every code point, lone surrogates included (legal in JSON as \ud800 escapes).
 ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=300)
 PASSAGE = Passage("p0", "Quillon Pass", "Quillon Pass crosses the Ashen Range.",

@@ -25,12 +25,6 @@ from sealflow.records import Passage, Question, SelfEdit
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "config/schema.yaml")
 
-settings.register_profile("default", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
 PASSAGES = [
     Passage("pj-aaaaaaaaaaaa", "Quillon Pass", "Quillon Pass crosses the Ashen Range at 3,100 metres.",
             (Question("Which range does Quillon Pass cross?", "the Ashen Range", ("Ashen Range",)),)),
