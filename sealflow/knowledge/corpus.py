@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 
-from ..worldgen import SUBJECT_POOLS, WorldEntry, generate_entries
+from ..worldgen import NAMES, SUBJECT_POOLS, WorldEntry, generate_entries
 from .prompts import question_prompt, self_edit_prompt
 
 # Families whose completion is a list of restatements; self-qa gets question/answer lines.
@@ -86,6 +86,19 @@ def _copy_document(entry: WorldEntry, rng: random.Random) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(lines)
 
 
+def _name_list_document(rng: random.Random) -> str:
+    """A few names, one per line, then the same list again: no fact, only names to copy.
+
+    A name at the start of a line is a different token from the same name after a space, and
+    every passage begins with its title and its first sentence on a line each. Workflow
+    subjects are never a pretraining subject, so without these lists their line-initial
+    form would be split into pieces by the tokenizer and never seen in training, and a
+    self-edit line could not begin by copying the passage's title as one token.
+    """
+    names = rng.sample(NAMES, k=rng.randint(3, 8))
+    return "\n".join(names) + "\n\n" + "\n".join(names)
+
+
 def knowledge_corpus(n_passages: int, seed: int, demos_per_passage: int = 1) -> list[str]:
     """Documents for pretraining: passages, self-edit demonstrations, knowledge documents, closed-book QA.
 
@@ -103,6 +116,7 @@ def knowledge_corpus(n_passages: int, seed: int, demos_per_passage: int = 1) -> 
         for _ in range(demos_per_passage):
             docs.append(_self_edit_demo(entry, rng, rng.choice(entries)))
         docs.append(_copy_document(entry, rng))
+        docs.append(_name_list_document(rng))
     for entry in known:
         docs.append(f"{entry.passage.title}\n{entry.passage.context}")
         docs.append(_knowledge_document(entry, rng))

@@ -29,12 +29,13 @@ def corpus_for(domain: str, settings: BuildSettings, seed: int) -> list[str]:
 
 
 def whole_token_share(model_dir: str | Path, words) -> float:
-    """Share of ``words`` that the built tokenizer encodes, after a space, as one token."""
+    """Share of ``words`` that the built tokenizer encodes as one token both after a space and at a line's start."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     words = list(words)
-    whole = sum(len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1 for w in words)
+    one = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
+    whole = sum(one(" " + w) and one(w) for w in words)
     return whole / max(1, len(words))
 
 
