@@ -102,7 +102,8 @@ def test_vllm_greedy_equals_hf_on_smollm2_with_and_without_an_adapter(smollm2_di
 def smollm2_server(smollm2_dir, tmp_path_factory):
     """vLLM serving the converted folder as ``SERVED``; ready once /v1/models lists it."""
     log = tmp_path_factory.mktemp("smollm2-server") / "server.log"
-    args = ["--served-model-name", SERVED, "--max-model-len", "2048"]
+    # Eager: compiling 30 layers at start-up takes minutes on a small CPU machine.
+    args = ["--served-model-name", SERVED, "--max-model-len", "2048", "--enforce-eager"]
     with serve_vllm(smollm2_dir, log, args, ready="v1/models", timeout_s=300) as url:
         yield url
 
