@@ -99,7 +99,7 @@ def _name_list_document(rng: random.Random) -> str:
     return "\n".join(names) + "\n\n" + "\n".join(names)
 
 
-def knowledge_corpus(n_passages: int, seed: int, demos_per_passage: int = 1) -> list[str]:
+def knowledge_corpus(n_passages: int, seed: int, demos_per_passage: int = 1, name_lists: bool = True) -> list[str]:
     """Documents for pretraining: passages, self-edit demonstrations, knowledge documents, closed-book QA.
 
     Two kinds of entities: the first ``len(SUBJECT_POOLS["corpus"])`` (one per subject name) carry
@@ -116,7 +116,8 @@ def knowledge_corpus(n_passages: int, seed: int, demos_per_passage: int = 1) -> 
         for _ in range(demos_per_passage):
             docs.append(_self_edit_demo(entry, rng, rng.choice(entries)))
         docs.append(_copy_document(entry, rng))
-        docs.append(_name_list_document(rng))
+        if name_lists:
+            docs.append(_name_list_document(rng))
     for entry in known:
         docs.append(f"{entry.passage.title}\n{entry.passage.context}")
         docs.append(_knowledge_document(entry, rng))
