@@ -116,6 +116,14 @@ def test_split_is_fixed_by_names_and_holds_out_pairs_only():
     assert [org.split_of(c) for c in org.compositions()] == [org.split_of(c) for c in org.compositions()]
 
 
+def test_split_is_pinned():
+    """Changing a primitive or the hash silently changes what is held out (and every cached base model)."""
+    assert len(org.compositions()) == 139
+    assert {s: len(org.compositions_of(s)) for s in org.SPLITS} == {"pretrain": 117, "train": 10, "eval": 12}
+    assert [c.name for c in org.compositions_of("eval")][:4] == ["rot90+flip_h", "rot90+tile_h", "rot180+roll_right",
+                                                                 "rot270+tile_h"]
+
+
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_held_out_tasks_follow_their_rule_and_are_discriminating(split):
     settings = org.OrganismSettings(max_side=4, min_demos=2, max_demos=3)
