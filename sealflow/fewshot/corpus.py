@@ -26,6 +26,7 @@ from typing import Callable
 from ..base_model import LLAMA3_CHAT_TEMPLATE
 from .augment import GEOMETRIC, upscale
 from .grids import Grid
+from .organism import OrganismSettings, color_swap, make_tasks, recolor
 from .prompts import self_edit_prompt, ttt_completion, ttt_prompt
 from .toolconfig import ToolConfig, to_json
 from .tasks import ArcTask, Example
@@ -44,14 +45,6 @@ class Rule:
     max_side: int  # largest input side that keeps outputs within the grid budget
 
 
-def _color_swap(a: int, b: int) -> Callable[[Grid], Grid]:
-    return lambda g: [[b if c == a else a if c == b else c for c in row] for row in g]
-
-
-def _recolor(c: int) -> Callable[[Grid], Grid]:
-    return lambda g: [[c if v else 0 for v in row] for row in g]
-
-
 def random_rule(rng: random.Random, max_side: int) -> Rule:
     kind = rng.choice(["geometric"] * 4 + ["swap", "recolor", "upscale"])
     if kind == "geometric":
@@ -59,10 +52,10 @@ def random_rule(rng: random.Random, max_side: int) -> Rule:
         return Rule(name, GEOMETRIC[name].forward, max_side)
     if kind == "swap":
         a, b = rng.sample(range(1, 10), 2)
-        return Rule(f"swap{a}{b}", _color_swap(a, b), max_side)
+        return Rule(f"swap{a}{b}", color_swap(a, b), max_side)
     if kind == "recolor":
         c = rng.randint(1, 9)
-        return Rule(f"recolor{c}", _recolor(c), max_side)
+        return Rule(f"recolor{c}", recolor(c), max_side)
     return Rule("upscale2", upscale(2).forward, max(2, max_side // 2))
 
 
@@ -129,8 +122,6 @@ def fewshot_corpus(n: int, seed: int, max_side: int = 5) -> list[str]:
 
 def organism_corpus(n: int, seed: int, max_side: int = 4) -> list[str]:
     """``n`` organism tasks of pretraining compositions (2-4 demonstrations), as ``fewshot_corpus``."""
-    from .organism import OrganismSettings, make_tasks  # only this corpus needs the organism
-
     tasks = make_tasks("pretrain", n, seed + 7_000_003, OrganismSettings(max_side, 2, 4))
     rng = random.Random(seed + 7_000_019)
     docs = []

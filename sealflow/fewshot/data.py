@@ -188,9 +188,7 @@ def load_organism(data_cfg: dict, which: str) -> list[ArcTask]:
     compositions: the two sets of compositions are disjoint, and neither is pretrained on."""
     from .organism import OrganismSettings, make_tasks  # only this source needs the generator
 
-    settings = OrganismSettings.from_config(data_cfg["organism"])
-    if settings.min_demos > settings.max_demos:
-        raise ValueError(f"fewshot.data.organism: min_demos={settings.min_demos} > max_demos={settings.max_demos}")
+    settings = OrganismSettings.from_config(data_cfg["organism"])  # min <= max demos: checked with the config
     seed = data_cfg["seed"] if data_cfg.get("seed") is not None else 0
     return make_tasks(which, int(data_cfg[f"n_{which}"]), seed, settings)
 

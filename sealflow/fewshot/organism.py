@@ -78,7 +78,8 @@ class OrganismSettings:
 
 # --- primitives: pure functions on grids ---------------------------------------------------
 
-def _swap(a: int, b: int) -> GridFn:
+def color_swap(a: int, b: int) -> GridFn:
+    """Colours a and b trade places."""
     return lambda g: [[b if c == a else a if c == b else c for c in row] for row in g]
 
 
@@ -87,7 +88,8 @@ def _shift_colors(g: Grid) -> Grid:
     return [[c % 9 + 1 if c else 0 for c in row] for row in g]
 
 
-def _recolor(color: int) -> GridFn:
+def recolor(color: int) -> GridFn:
+    """Every non-background cell becomes ``color``."""
     return lambda g: [[color if c else 0 for c in row] for row in g]
 
 
@@ -124,9 +126,9 @@ def _primitives() -> tuple[Primitive, ...]:
                  for n in ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose")]
     return (
         *geometric,
-        Primitive("swap12", _swap(1, 2), False),
+        Primitive("swap12", color_swap(1, 2), False),
         Primitive("shift_colors", _shift_colors, False),
-        Primitive("recolor5", _recolor(5), False),
+        Primitive("recolor5", recolor(5), False),
         Primitive("gravity", _gravity_down, False),
         Primitive("roll_right", _roll_right, False),
         Primitive("roll_down", _roll_down, False),
