@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when a placement is resolved: stages that load no model never pay for it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ def resolve_placement(device: str = "auto") -> Placement:
     """Map the config's ``device: auto|cpu|cuda`` to a torch device and dtype."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"config key 'device' must be auto, cpu or cuda, got {device!r}")
+    import torch
+
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is visible to this job")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())

@@ -27,25 +27,11 @@ from .faults import maybe_delay, maybe_fail
 from .ids import ADAPTER_FILES
 from .lora import (AdapterError, LoraSettings, TrainExample, TrainSettings, adapter_dtype, dtype_name, save_adapter,
                    train_lora, validate_adapter)
+from .settings import TrainPlan  # re-exported
 
 log = logging.getLogger(__name__)
 
 NO_TRAINING_STEP = "no_training_step"  # every training example was truncated to nothing
-
-
-@dataclass
-class TrainPlan:
-    """What to train for one adapter; ``valid=False`` writes an inert (zero) adapter."""
-
-    edit_id: str
-    repeat: int
-    out_dir: str
-    examples: list[TrainExample]
-    settings: TrainSettings
-    mask_prompt: bool = False
-    valid: bool = True
-    reason: str | None = None
-    info: dict = field(default_factory=dict)
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:

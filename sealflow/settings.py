@@ -6,7 +6,7 @@ start (and every SLURM job, which starts Snakemake twice) fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,18 @@ class TrainExample:
 
     completion: str
     prompt: str = ""
+
+
+@dataclass
+class TrainPlan:
+    """What to train for one adapter; ``valid=False`` writes an inert (zero) adapter."""
+
+    edit_id: str
+    repeat: int
+    out_dir: str
+    examples: list[TrainExample]
+    settings: TrainSettings
+    mask_prompt: bool = False
+    valid: bool = True
+    reason: str | None = None
+    info: dict = field(default_factory=dict)

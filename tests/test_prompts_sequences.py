@@ -176,3 +176,41 @@ def test_faithfulness_is_the_share_of_content_words_found_in_the_passage() -> No
     assert faithfulness("- Brathoun Vell founded the guild.", passage) == 0.0
     assert faithfulness("- Quillon Pass was founded by Brathoun.", passage) == pytest.approx(2 / 4)
     assert faithfulness("the was of", passage) == 0.0  # stop words only: nothing about anything
+
+
+# ------------------------------------------------------- a forced start (the title)
+
+class _RecordingBackend:
+    """Answers every request with the same continuation and keeps the prompts it was sent."""
+
+    def __init__(self, continuation: str) -> None:
+        self.continuation, self.prompts = continuation, []
+
+    def generate(self, requests):
+        self.prompts += [r.prompt for r in requests]
+        return [[self.continuation] * r.n for r in requests]
+
+
+@pytest.mark.parametrize("start_with_title", [False, True])
+def test_a_forced_title_is_sent_to_the_policy_and_kept_in_the_self_edit_not_the_prompt(start_with_title) -> None:
+    from sealflow.knowledge.heldout.run import sample_heldout_edits
+    from sealflow.knowledge.sampling import SamplingSettings, sample_self_edits
+    from sealflow.sft import sft_examples
+
+    settings = SamplingSettings("implications", 2, 1.0, 0.95, 16, start_with_title=start_with_title)
+    family_prompt = prompts.self_edit_prompt("implications", PASSAGE)
+    start = "Quillon Pass" if start_with_title else ""
+    for sample in (lambda b: sample_self_edits(b, None, [PASSAGE], settings, 1, 0, 0, "policy"),
+                   lambda b: sample_heldout_edits(b, None, [PASSAGE], settings, "base_self_edits", 0, "policy")):
+        backend = _RecordingBackend(" is closed in winter.\nQuillon Pass crosses the Ashen Range.")
+        edits = sample(backend)
+        assert backend.prompts == [family_prompt + start]
+        assert len(edits) == 2 and all(e.prompt == family_prompt for e in edits)
+        assert all(e.completion == start + backend.continuation for e in edits)
+        assert all(e.sampling["start_with_title"] is start_with_title for e in edits)
+        # ReST-EM trains the policy to write the whole self-edit, its title included, after the family's prompt.
+        (example,) = sft_examples([{"prompt": edits[0].prompt, "completion": edits[0].completion}])
+        assert example.prompt + example.completion == family_prompt + start + backend.continuation
+    if start_with_title:  # the forced line is a training line about the passage's subject
+        assert sequences.training_texts(PASSAGE, edits[0].completion, "lines", False).texts[0] == \
+            "Quillon Pass\nQuillon Pass is closed in winter."

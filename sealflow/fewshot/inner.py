@@ -11,9 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..inner_loop import TrainPlan
 from ..ids import adapter_dir, derived_seed, slot_of
-from ..lora import TrainExample, TrainSettings
+from ..settings import TrainExample, TrainPlan, TrainSettings
 from ..records import SelfEdit
 from .toolconfig import DUPLICATE, ToolConfig, check_budget, config_key, parse_self_edit, training_steps
 from .tasks import ArcTask

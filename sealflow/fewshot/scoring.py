@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..inner_loop import checked_adapter
 from ..records import SelfEdit
 from .grids import Grid, extract_grid, grid_to_text, grids_equal
 from .prompts import ttt_prompt
@@ -84,6 +83,7 @@ def is_correct(answer: Answer, task: ArcTask) -> bool:
 def score_shard(backend: Backend, tokenizer: Any, tasks: Mapping[str, ArcTask], edits: Sequence[SelfEdit],
                 manifest: Mapping[tuple[str, int], dict], settings: ScoringSettings) -> list[dict]:
     """One row per edit: its adapter's answer, and the un-adapted model's answer to the same task."""
+    from ..inner_loop import checked_adapter  # torch: only where adapters are scored
     task_ids = list(dict.fromkeys(e.input_id for e in edits))
     items: list[tuple[ArcTask, str | None]] = [(tasks[t], None) for t in task_ids]
     adapted: dict[str, int] = {}

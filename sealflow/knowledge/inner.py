@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from ..ids import adapter_dir, derived_seed, slot_of
-from ..inner_loop import TrainPlan
-from ..lora import TrainExample, TrainSettings
+from ..settings import TrainExample, TrainPlan, TrainSettings
 from ..records import UNDECODABLE, Passage, SelfEdit, undecodable
 
 SPLITS: tuple[str, ...] = ("lines", "segments", "none")

@@ -20,29 +20,49 @@ class SamplingSettings:
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 256
+    start_with_title: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SamplingSettings":
-        return cls(cfg["prompt"], int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]))
+        return cls(cfg["prompt"], int(cfg["k"]), float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["max_new_tokens"]),
+                   bool(cfg.get("start_with_title", False)))
+
+    def forced_start(self, passage: Passage) -> str:
+        """The text every self-edit of ``passage`` begins with: the title when ``start_with_title``.
+
+        A small policy copies a line's subject from the line before it, but cannot yet
+        retrieve it from the title for the first line; forcing that first subject turns
+        a self-edit about invented entities into one about the passage. The record keeps
+        the family's prompt and the whole self-edit (forced start included), so the SFT
+        step teaches the policy to write the title itself."""
+        return passage.title.strip() if self.start_with_title else ""
+
+    def metadata(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
+                "prompt_family": self.prompt, "k": self.k, "start_with_title": self.start_with_title}
+
+
+def forced_requests(prompts: Sequence[str], starts: Sequence[str], seeds: Sequence[int],
+                    settings: SamplingSettings) -> list[GenerationRequest]:
+    """One request per prompt, each continuing its forced start."""
+    return [GenerationRequest(prompt + start, n=settings.k, max_new_tokens=settings.max_new_tokens,
+                              temperature=settings.temperature, top_p=settings.top_p, seed=s)
+            for prompt, start, s in zip(prompts, starts, seeds)]
 
 
 def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], settings: SamplingSettings,
                       round_: int, shard: int, seed: int, policy: str) -> list[SelfEdit]:
     """``k`` self-edits per passage, all requested in one backend call."""
     prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
+    starts = [settings.forced_start(p) for p in passages]
     seeds = [derived_seed(seed, round_, shard, pos) for pos in range(len(passages))]
-    requests = [
-        GenerationRequest(prompt, n=settings.k, max_new_tokens=settings.max_new_tokens,
-                          temperature=settings.temperature, top_p=settings.top_p, seed=s)
-        for prompt, s in zip(prompts, seeds)
-    ]
+    requests = forced_requests(prompts, starts, seeds, settings)
     outputs = completions_of(requests, backend.generate(requests))
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p,
-                "max_new_tokens": settings.max_new_tokens, "prompt_family": settings.prompt, "k": settings.k}
+    sampling = settings.metadata()
     edits = []
-    for pos, (passage, prompt, s, completions) in enumerate(zip(passages, prompts, seeds, outputs)):
+    for pos, (passage, prompt, start, s, completions) in enumerate(zip(passages, prompts, starts, seeds, outputs)):
         for sample in range(settings.k):
-            completion = completions[sample]
+            completion = start + completions[sample]
             edits.append(SelfEdit(
                 id=edit_id(round_prefix(round_, shard), pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
                 completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
-from ..inner_loop import checked_adapter
 from ..records import Passage, SelfEdit
 from .grading import clean_prediction, grade_all
 from .prompts import question_prompt
@@ -34,6 +33,7 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
     The un-adapted answers are asked once per question; an invalid edit's adapted answer is
     None (not asked). :func:`grade_shard` adds the scores, in a CPU job.
     """
+    from ..inner_loop import checked_adapter  # torch: not for grading
     shard_passages = list(dict.fromkeys(e.input_id for e in edits))
     requests: list[GenerationRequest] = []
     base_index: dict[tuple[str, int], int] = {}

@@ -10,15 +10,13 @@ from ..atomic import read_jsonl, write_csv, write_json, write_jsonl
 from ..backends import BackendSettings, make_backend
 from ..devices import resolve_placement
 from ..ids import shard_slice
-from ..inner_loop import check_declared, check_inputs_cover, load_manifest, model_fingerprint, run_shard
 from ..knowledge.data import load_splits, read_passages_jsonl, write_passages_jsonl
 from ..knowledge.faithfulness import content_words, faithfulness, mean
 from ..knowledge.inner import InnerSettings, plans_for_edits
 from ..knowledge.sampling import SamplingSettings, import_round_edits, sample_self_edits
 from ..knowledge.scoring import EVAL_COLUMNS, ScoringSettings, answer_shard, grade_shard
 from ..knowledge.seal_layout import read_seal_file, to_seal_layout, write_seal_file
-from ..lora import LoraSettings, TrainSettings
-from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..settings import LoraSettings, TrainSettings
 from ..provenance import provenance, write_meta
 from ..records import parse_bool, read_edits
 from ..restem import REWARD_COLUMNS, compute_rewards
@@ -26,6 +24,9 @@ from ..runtime import collect_warnings
 from ..worldgen import generate_passages
 
 log = logging.getLogger(__name__)
+
+# Model code (torch, transformers, peft) is imported inside the stages that load a model:
+# importing it costs about ten seconds, which a grading or filtering job should not pay.
 
 
 def prepare_passages(config: dict, *, train: str, val: str) -> None:
@@ -45,6 +46,8 @@ def generate_self_edits(config: dict, *, passages: str, policy: str, out: str, r
                         imported: str | None = None) -> None:
     """Sample the shard's self-edits from ``policy``, or read them from ``imported`` (a file in the
     SEAL authors' layout, given for the rounds of ``knowledge.import_self_edits.rounds``)."""
+    from ..modeling import load_tokenizer, resolve_model_path
+
     kcfg, passages_path, round_, shard = config["knowledge"], passages, r, s
     passages = shard_slice(read_passages_jsonl(passages_path), shard, kcfg["self_edits"]["shard_size"])
     tokenizer = load_tokenizer(policy)
@@ -82,6 +85,9 @@ def export_self_edits(config: dict, *, edits: list[str], passages: str, out: str
 def inner_loop(config: dict, *, edits: str, passages: str, policy: str, root: str, adapters: list[str],
                manifest: str, r: int, s: int) -> None:
     """Train the shard's adapters under ``root``; ``adapters`` are the files the rule declares."""
+    from ..inner_loop import check_declared, model_fingerprint, run_shard
+    from ..modeling import load_model, load_tokenizer, resolve_model_path
+
     kcfg = config["knowledge"]
     edits_path, passages_path, adapters_root, manifest_out, round_, shard = edits, passages, root, manifest, r, s
     icfg = kcfg["inner_loop"]
@@ -103,6 +109,9 @@ def score_adapters(config: dict, *, edits: str, passages: str, policy: str, mani
                    answers: str) -> None:
     """Ungraded answers with and without each adapter (grading is ``grade_answers``, a CPU rule);
     ``adapters`` are the files the rule declares it reads."""
+    from ..inner_loop import check_inputs_cover, load_manifest
+    from ..modeling import resolve_model_path
+
     kcfg, edits_path, passages_path, manifest_path = config["knowledge"], edits, passages, manifest
     inner = InnerSettings.from_config(kcfg["inner_loop"])
     edits = read_edits(edits_path)

@@ -9,11 +9,10 @@ import pandas as pd
 
 from ..atomic import read_jsonl, write_jsonl
 from ..devices import resolve_placement
-from ..lora import LoraSettings, TrainSettings
+from ..settings import LoraSettings, TrainSettings
 from ..provenance import write_meta
 from ..records import read_edits
 from ..restem import restem_filter
-from ..sft import update_policy
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ def filter_edits(config: dict, *, domain: str, rewards: str, edits: list[str], o
 
 
 def update(config: dict, *, domain: str, policy: str, filtered: str, out: str) -> None:
+    from ..sft import update_policy  # torch: only in this stage
+
     filtered_path = filtered
     scfg = config[domain]["sft"]
     rows = read_jsonl(filtered_path)

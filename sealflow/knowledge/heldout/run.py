@@ -43,7 +43,7 @@ from ...lora import TrainExample, train_lora
 from ...records import Passage, SelfEdit
 from ..grading import clean_prediction
 from ..prompts import self_edit_prompt
-from ..sampling import SamplingSettings
+from ..sampling import SamplingSettings, forced_requests
 from ..scoring import ScoringSettings, answer_request
 from ..inner import TrainingTexts, passage_only_texts, passage_text, training_texts
 from .methods import BASE, PASSAGE, continual_order, method_round
@@ -65,19 +65,16 @@ def sample_heldout_edits(backend, tokenizer, passages: Sequence[Passage], settin
                          seed: int, policy: str) -> list[SelfEdit]:
     """``settings.k`` self-edits per held-out passage from ``policy``, in one backend call."""
     prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
+    starts = [settings.forced_start(p) for p in passages]
     seeds = [derived_seed(seed, "heldout", method, p.id) for p in passages]
-    requests = [GenerationRequest(prompt, n=settings.k, max_new_tokens=settings.max_new_tokens,
-                                  temperature=settings.temperature, top_p=settings.top_p, seed=s)
-                for prompt, s in zip(prompts, seeds)]
-    outputs = backend.generate(requests)
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "k": settings.k,
-                "max_new_tokens": settings.max_new_tokens, "prompt_family": settings.prompt}
+    outputs = backend.generate(forced_requests(prompts, starts, seeds, settings))
+    sampling = settings.metadata()
     rnd = method_round(method)
     return [
         SelfEdit(id=heldout_edit_id(method, p.id, sample), input_id=p.id, sample=sample, prompt=prompt,
-                 completion=outs[sample] if sample < len(outs) else "", round=rnd or 0, shard=0, seed=s,
+                 completion=start + outs[sample] if sample < len(outs) else "", round=rnd or 0, shard=0, seed=s,
                  sampling=sampling, policy=policy)
-        for p, prompt, s, outs in zip(passages, prompts, seeds, outputs)
+        for p, prompt, start, s, outs in zip(passages, prompts, starts, seeds, outputs)
         for sample in range(settings.k)
     ]
 
