@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,9 +25,8 @@ from peft import get_peft_model
 
 from .faults import maybe_delay, maybe_fail
 from .ids import ADAPTER_FILES
-from .lora import (AdapterError, LoraSettings, TrainExample, TrainSettings, adapter_dtype, dtype_name, save_adapter,
-                   train_lora, validate_adapter)
-from .settings import TrainPlan  # re-exported
+from .lora import AdapterError, LoraSettings, adapter_dtype, dtype_name, save_adapter, train_lora, validate_adapter
+from .settings import TrainPlan  # re-exported: it lives with the settings so light modules can build plans
 
 log = logging.getLogger(__name__)
 
