@@ -8,6 +8,7 @@
   config's inner-loop settings and under the paper's (batch 1, 10 epochs).
 
     python benchmarks/knowledge_probes.py --model results/demo/knowledge/base/model [--passages 6]
+        [--start-with-title true|false]   (default: the config's knowledge.self_edits.start_with_title)
 
 Passages are generated with a seed the pretraining corpus never uses, so no fact was seen before.
 """
@@ -26,13 +27,17 @@ def main() -> None:
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--passages", type=int, default=6)
     parser.add_argument("--seed", type=int, default=4242)
+    parser.add_argument("--start-with-title", choices=["true", "false"], default=None,
+                        help="force the title as each self-edit's first words (default: the config's setting)")
+    parser.add_argument("--copy-only", action="store_true", help="the copy probe alone (seconds, not minutes)")
     args = parser.parse_args()
 
-    from sealflow.backends import BackendSettings, GenerationRequest, make_backend
+    from sealflow.backends import BackendSettings, make_backend
     from sealflow.devices import resolve_placement
     from sealflow.knowledge.faithfulness import faithfulness
     from sealflow.knowledge.grading import clean_prediction, grade
     from sealflow.knowledge.prompts import question_prompt, self_edit_prompt
+    from sealflow.knowledge.sampling import SamplingSettings, forced_requests
     from sealflow.knowledge.inner import training_texts
     from sealflow.lora import LoraSettings, TrainExample, TrainSettings, train_lora
     from sealflow.modeling import load_model, load_tokenizer
@@ -45,17 +50,29 @@ def main() -> None:
 
     # ---- copy probe
     backend = make_backend(args.model, placement, BackendSettings(name="hf"), model=model, tokenizer=tok)
-    se = cfg["self_edits"]
-    outs = backend.generate([GenerationRequest(self_edit_prompt(se["prompt"], e.passage, tok), n=3,
-                                               max_new_tokens=se["max_new_tokens"], temperature=se["temperature"],
-                                               top_p=se["top_p"], seed=i) for i, e in enumerate(entries)])
-    lines = [(e, line) for e, texts in zip(entries, outs) for t in texts for line in t.splitlines() if line.strip()]
+    se = {**cfg["self_edits"], "k": 3}
+    if args.start_with_title is not None:
+        se["start_with_title"] = args.start_with_title == "true"
+    sampling = SamplingSettings.from_config(se)
+    starts = [sampling.forced_start(e.passage) for e in entries]
+    outs = backend.generate(forced_requests([self_edit_prompt(sampling.prompt, e.passage, tok) for e in entries],
+                                            starts, range(len(entries)), sampling))
+    outs = [[start + t for t in texts] for start, texts in zip(starts, outs)]
+    lines = [(e, line.strip()) for e, texts in zip(entries, outs) for t in texts for line in t.splitlines() if line.strip()]
     names = sum(e.passage.title.split()[0].lower() in line.lower() for e, line in lines) / max(1, len(lines))
-    answers = sum(any(q.answer.lower() in line.lower() for q in e.passage.questions) for e, line in lines)
+    has_answer = [any(q.answer.lower() in line.lower() for q in e.passage.questions) for e, line in lines]
+    subject_first = [line.startswith(e.passage.title) for e, line in lines]
+    both = sum(a and b for a, b in zip(has_answer, subject_first))
     faithful = [faithfulness(t, e.passage.context) for e, texts in zip(entries, outs) for t in texts]
-    print(f"copy probe ({len(lines)} self-edit lines): entity name in {names:.2f} of lines, an answer value in "
-          f"{answers / max(1, len(lines)):.2f}, mean faithfulness {sum(faithful) / len(faithful):.2f}")
+    n = max(1, len(lines))
+    print(f"copy probe ({len(lines)} self-edit lines, start_with_title {sampling.start_with_title}): entity name in "
+          f"{names:.2f} of lines, starting with it {sum(subject_first) / n:.2f}, an answer value in "
+          f"{sum(has_answer) / n:.2f}, both a leading subject and an answer {both / n:.2f}, "
+          f"mean faithfulness {sum(faithful) / len(faithful):.2f}")
     print("  example:", repr(outs[0][0][:160]))
+
+    if args.copy_only:
+        return
 
     # ---- storage probe
     def accuracy(m, passage) -> float:

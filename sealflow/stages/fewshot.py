@@ -20,14 +20,14 @@ from ..fewshot.inner import TTTSettings, plans_for_edits
 from ..fewshot.sampling import SamplingSettings, sample_self_edits
 from ..fewshot.scoring import EVAL_COLUMNS, ScoringSettings, score_shard
 from ..ids import round_prefix, shard_slice
-from ..inner_loop import TrainPlan, check_declared, check_inputs_cover, load_manifest, model_fingerprint, run_shard
-from ..lora import LoraSettings
-from ..modeling import load_model, load_tokenizer, resolve_model_path
+from ..settings import LoraSettings, TrainPlan
 from ..provenance import provenance, write_meta
 from ..records import read_edits
 from ..restem import REWARD_COLUMNS, compute_rewards
 
 log = logging.getLogger(__name__)
+
+# Model code (torch, transformers, peft) is imported inside the stages that load a model (about ten seconds).
 
 
 def prepare_tasks(config: dict, *, train: str, eval: str) -> None:  # noqa: A002 (the rule's output names)
@@ -52,6 +52,8 @@ def backend_for(config: dict, policy: str, **shared):
 
 
 def generate_self_edits(config: dict, *, tasks: str, policy: str, out: str, r: int, s: int) -> None:
+    from ..modeling import load_tokenizer, resolve_model_path
+
     fcfg, tasks_path, round_, shard = config["fewshot"], tasks, r, s
     tasks = shard_slice(read_tasks(tasks_path), shard, fcfg["self_edits"]["shard_size"])
     tokenizer = load_tokenizer(policy)
@@ -67,6 +69,9 @@ def generate_self_edits(config: dict, *, tasks: str, policy: str, out: str, r: i
 
 
 def train_shard(config: dict, model, tokenizer, policy: str, plans: Sequence[TrainPlan], fault_key: str) -> list[dict]:
+    from ..inner_loop import model_fingerprint, run_shard
+    from ..modeling import resolve_model_path
+
     lora = LoraSettings.from_config(config["fewshot"]["inner_loop"]["lora"])
     rows = run_shard(model, tokenizer, model_fingerprint(resolve_model_path(policy)), plans, lora, fault_key=fault_key,
                      parallel_adapters=config["fewshot"]["inner_loop"]["parallel_adapters"])
@@ -80,6 +85,9 @@ def train_shard(config: dict, model, tokenizer, policy: str, plans: Sequence[Tra
 def inner_loop(config: dict, *, edits: str, tasks: str, policy: str, root: str, adapters: list[str],
                manifest: str, r: int, s: int) -> None:
     """Test-time training of the shard's adapters under ``root``; ``adapters`` are the files the rule declares."""
+    from ..inner_loop import check_declared
+    from ..modeling import load_model, load_tokenizer, resolve_model_path
+
     fcfg = config["fewshot"]
     edits_path, tasks_path, adapters_root, manifest_out, round_, shard = edits, tasks, root, manifest, r, s
     edits = read_edits(edits_path)
@@ -95,6 +103,9 @@ def inner_loop(config: dict, *, edits: str, tasks: str, policy: str, root: str, 
 def score_adapters(config: dict, *, edits: str, tasks: str, policy: str, manifest: str, adapters: list[str],
                    out: str) -> None:
     """Answer each task with each adapter; ``adapters`` are the files the rule declares it reads."""
+    from ..inner_loop import check_inputs_cover, load_manifest
+    from ..modeling import load_tokenizer, resolve_model_path
+
     edits_path, tasks_path, manifest_path = edits, tasks, manifest
     edits = read_edits(edits_path)
     tasks = {t.id: t for t in read_tasks(tasks_path)}

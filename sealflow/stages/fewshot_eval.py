@@ -23,8 +23,7 @@ from ..fewshot.sampling import SamplingSettings, sample_self_edits
 from ..fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
 from ..fewshot.tasks import ArcTask
 from ..ids import adapter_dir, derived_seed
-from ..inner_loop import TrainPlan
-from ..modeling import load_tokenizer, resolve_model_path
+from ..settings import TrainPlan
 from ..provenance import provenance, write_meta
 from .fewshot import backend_for, train_shard
 
@@ -54,12 +53,16 @@ def _train_and_answer(config: dict, policy: str, tasks: dict[str, ArcTask], plan
 
 def _device_owner(config: dict, policy: str) -> DeviceOwner:
     """The job's training model and generation backend, one on the device at a time (``backends.owner``)."""
+    from ..modeling import load_tokenizer
+
     return DeviceOwner(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]),
                        load_tokenizer(policy))
 
 
 def icl(config: dict, *, tasks: str, policy: str, out: str) -> None:
     """In-context learning: the base model (``policy``) answers from the demonstrations alone."""
+    from ..modeling import load_tokenizer, resolve_model_path
+
     tasks_path, base = tasks, policy
     tasks = read_tasks(tasks_path)
     tokenizer = load_tokenizer(base)
@@ -81,6 +84,8 @@ def ttt_self_edits(config: dict, *, tasks: str, policy: str, r: int, edits: str,
     That policy has had ``p = round_ - 1`` ReST-EM updates: ``p`` is the summary's
     ``round`` column and the ``e{p}`` prefix of the edit ids (and so of their seeds).
     """
+    from ..modeling import resolve_model_path
+
     fcfg = config["fewshot"]
     tasks_path, edits_out, adapters_root, manifest_out, out, p = tasks, edits, root, manifest, detail, r - 1
     tasks = read_tasks(tasks_path)
@@ -105,6 +110,8 @@ def ttt_self_edits(config: dict, *, tasks: str, policy: str, r: int, edits: str,
 
 def oracle(config: dict, *, tasks: str, policy: str, root: str, manifest: str, detail: str) -> None:
     """Every configuration of the fixed grid on every task, on the base model (``policy``)."""
+    from ..modeling import resolve_model_path
+
     fcfg = config["fewshot"]
     tasks_path, base, adapters_root, manifest_out, out = tasks, policy, root, manifest, detail
     tasks = read_tasks(tasks_path)
