@@ -79,6 +79,18 @@ def test_parse_time_imports_stay_light():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_stage_modules_load_no_model_code():
+    """A grading, filtering or summary job imports its stage module only: torch, transformers and
+    peft (about ten seconds a job) are imported inside the stages that load a model."""
+    modules = [f"sealflow.stages.{p.stem}" for p in sorted((PKG / "stages").glob("*.py")) if p.stem != "__init__"]
+    assert "sealflow.stages.knowledge" in modules and "sealflow.stages.fewshot_eval" in modules
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'vllm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_rules_files_hold_rules_and_common_holds_helpers():
     for path in sorted((ROOT / "rules").glob("*.smk")):
         defs = re.findall(r"^def (\w+)", path.read_text(), re.M)

@@ -7,12 +7,15 @@ import importlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import atomic_dir, write_json
-from ..base_model import BuildSettings, build_base_model
 from ..hub import fetch_snapshot, fetched_path, is_hub_id
 from ..gguf_source import ensure_converted
 from ..provenance import write_meta
+
+if TYPE_CHECKING:  # the build imports torch; fetching and pointing at a model do not
+    from ..base_model import BuildSettings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ def base_model(config: dict, *, domain: str, out: str, fetched: str | None = Non
                    **{k: record[k] for k in ("hub_id", "commit") if k in record})
         log.info("%s base model: %s (%s)", domain, base_cfg["path"], path)
         return
+    from ..base_model import BuildSettings, build_base_model
+
     settings = BuildSettings.from_config(base_cfg["build"])
     corpus = corpus_for(domain, settings, config["seed"])
     log.info("%s corpus: %d documents, %d characters", domain, len(corpus), sum(map(len, corpus)))
