@@ -36,8 +36,8 @@ def main() -> None:
     from sealflow.devices import resolve_placement
     from sealflow.knowledge.faithfulness import faithfulness
     from sealflow.knowledge.grading import clean_prediction, grade
-    from sealflow.knowledge.prompts import question_prompt, self_edit_prompt
-    from sealflow.knowledge.sampling import SamplingSettings, forced_requests
+    from sealflow.knowledge.prompts import question_prompt
+    from sealflow.knowledge.sampling import SamplingSettings, sample_whole_self_edits
     from sealflow.knowledge.inner import training_texts
     from sealflow.lora import LoraSettings, TrainExample, TrainSettings, train_lora
     from sealflow.modeling import load_model, load_tokenizer
@@ -54,10 +54,7 @@ def main() -> None:
     if args.start_with_title is not None:
         se["start_with_title"] = args.start_with_title == "true"
     sampling = SamplingSettings.from_config(se)
-    starts = [sampling.forced_start(e.passage) for e in entries]
-    outs = backend.generate(forced_requests([self_edit_prompt(sampling.prompt, e.passage, tok) for e in entries],
-                                            starts, range(len(entries)), sampling))
-    outs = [[start + t for t in texts] for start, texts in zip(starts, outs)]
+    _, _, outs = sample_whole_self_edits(backend, tok, [e.passage for e in entries], range(len(entries)), sampling)
     lines = [(e, line.strip()) for e, texts in zip(entries, outs) for t in texts for line in t.splitlines() if line.strip()]
     names = sum(e.passage.title.split()[0].lower() in line.lower() for e, line in lines) / max(1, len(lines))
     has_answer = [any(q.answer.lower() in line.lower() for q in e.passage.questions) for e, line in lines]

@@ -42,27 +42,30 @@ class SamplingSettings:
                 "prompt_family": self.prompt, "k": self.k, "start_with_title": self.start_with_title}
 
 
-def forced_requests(prompts: Sequence[str], starts: Sequence[str], seeds: Sequence[int],
-                    settings: SamplingSettings) -> list[GenerationRequest]:
-    """One request per prompt, each continuing its forced start."""
-    return [GenerationRequest(prompt + start, n=settings.k, max_new_tokens=settings.max_new_tokens,
-                              temperature=settings.temperature, top_p=settings.top_p, seed=s)
-            for prompt, start, s in zip(prompts, starts, seeds)]
+def sample_whole_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], seeds: Sequence[int],
+                            settings: SamplingSettings) -> tuple[list[str], list[GenerationRequest], list[list[str]]]:
+    """The family's prompt per passage, the requests sent (each continuing its forced start),
+    and the backend's answers with the forced start put back in front: whole self-edits."""
+    prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
+    starts = [settings.forced_start(p) for p in passages]
+    requests = [GenerationRequest(prompt + start, n=settings.k, max_new_tokens=settings.max_new_tokens,
+                                  temperature=settings.temperature, top_p=settings.top_p, seed=s)
+                for prompt, start, s in zip(prompts, starts, seeds)]
+    outputs = backend.generate(requests)
+    return prompts, requests, [[start + text for text in texts] for start, texts in zip(starts, outputs)]
 
 
 def sample_self_edits(backend: Backend, tokenizer, passages: Sequence[Passage], settings: SamplingSettings,
                       round_: int, shard: int, seed: int, policy: str) -> list[SelfEdit]:
     """``k`` self-edits per passage, all requested in one backend call."""
-    prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
-    starts = [settings.forced_start(p) for p in passages]
     seeds = [derived_seed(seed, round_, shard, pos) for pos in range(len(passages))]
-    requests = forced_requests(prompts, starts, seeds, settings)
-    outputs = completions_of(requests, backend.generate(requests))
+    prompts, requests, texts = sample_whole_self_edits(backend, tokenizer, passages, seeds, settings)
+    outputs = completions_of(requests, texts)
     sampling = settings.metadata()
     edits = []
-    for pos, (passage, prompt, start, s, completions) in enumerate(zip(passages, prompts, starts, seeds, outputs)):
+    for pos, (passage, prompt, s, completions) in enumerate(zip(passages, prompts, seeds, outputs)):
         for sample in range(settings.k):
-            completion = start + completions[sample]
+            completion = completions[sample]
             edits.append(SelfEdit(
                 id=edit_id(round_prefix(round_, shard), pos, sample), input_id=passage.id, sample=sample, prompt=prompt,
                 completion=completion, round=round_, shard=shard, seed=s, sampling=sampling, policy=policy,

@@ -42,8 +42,7 @@ from ...inner_loop import TrainPlan, run_shard
 from ...lora import TrainExample, train_lora
 from ...records import Passage, SelfEdit
 from ..grading import clean_prediction
-from ..prompts import self_edit_prompt
-from ..sampling import SamplingSettings, forced_requests
+from ..sampling import SamplingSettings, sample_whole_self_edits
 from ..scoring import ScoringSettings, answer_request
 from ..inner import TrainingTexts, passage_only_texts, passage_text, training_texts
 from .methods import BASE, PASSAGE, continual_order, method_round
@@ -64,17 +63,15 @@ def heldout_edit_id(method: str, passage_id: str, sample: int) -> str:
 def sample_heldout_edits(backend, tokenizer, passages: Sequence[Passage], settings: SamplingSettings, method: str,
                          seed: int, policy: str) -> list[SelfEdit]:
     """``settings.k`` self-edits per held-out passage from ``policy``, in one backend call."""
-    prompts = [self_edit_prompt(settings.prompt, p, tokenizer) for p in passages]
-    starts = [settings.forced_start(p) for p in passages]
     seeds = [derived_seed(seed, "heldout", method, p.id) for p in passages]
-    outputs = backend.generate(forced_requests(prompts, starts, seeds, settings))
+    prompts, _, outputs = sample_whole_self_edits(backend, tokenizer, passages, seeds, settings)
     sampling = settings.metadata()
     rnd = method_round(method)
     return [
         SelfEdit(id=heldout_edit_id(method, p.id, sample), input_id=p.id, sample=sample, prompt=prompt,
-                 completion=start + outs[sample] if sample < len(outs) else "", round=rnd or 0, shard=0, seed=s,
+                 completion=outs[sample] if sample < len(outs) else "", round=rnd or 0, shard=0, seed=s,
                  sampling=sampling, policy=policy)
-        for p, prompt, start, s, outs in zip(passages, prompts, starts, seeds, outputs)
+        for p, prompt, s, outs in zip(passages, prompts, seeds, outputs)
         for sample in range(settings.k)
     ]
 
