@@ -86,11 +86,14 @@ class WorldEntry:
         return lines
 
     def explicit_lines(self) -> list[str]:
-        """Every fact as a sentence that names its entity in full, in passage order.
+        """Every fact as a sentence that starts with its entity's name, in passage order.
 
         The passage itself refers back with "He", "It" or "The city"; a
         question names the entity in full. These lines bind each fact to that name
         while reusing the passage's own words, so a model writes them by copying.
+        Each starts with the name because the tiny policy takes a line's subject from
+        the start of the line before: a line opening "In 1631," broke that chain and
+        the lines after it drifted to an invented entity.
         """
         return [fact.explicit or fact.sentence for fact in self.facts]
 
@@ -112,7 +115,7 @@ def _person(rng: random.Random, name: str) -> list[Fact]:
              f"What did {name} study?", field, f"{name} studied {field} at the {inst}."),
         Fact(f"In {later}, {he.lower()} discovered {disc}.",
              (f"{name} discovered {disc}.", f"{disc.capitalize()} was discovered by {name}.", f"{name} is known for discovering {disc}."),
-             f"What did {name} discover?", disc, f"In {later}, {name} discovered {disc}."),
+             f"What did {name} discover?", disc, f"{name} discovered {disc} in {later}."),
         Fact(f"{he} later moved to {city2}, where {he.lower()} founded the {org}.",
              (f"{name} founded the {org}.", f"The {org} was founded by {name}.", f"{name} moved to {city2}."),
              f"What did {name} found?", f"the {org}", f"{name} founded the {org} in {city2}."),
@@ -139,10 +142,10 @@ def _city(rng: random.Random, city: str) -> list[Fact]:
              f"What is {city} known for?", product, f"{city} is known for its {product}."),
         Fact(f"Its tallest building is the {tower} {building}.",
              (f"The tallest building in {city} is a {building}.", f"{city} has a famous {building}.", f"A {building} is the tallest building of {city}."),
-             f"What kind of building is the tallest in {city}?", building, f"The tallest building of {city} is the {tower} {building}."),
+             f"What kind of building is the tallest in {city}?", building, f"{city} has the {tower} {building} as its tallest building."),
         Fact(f"Its flag shows a {color} {animal}.",
              (f"A {color} {animal} is on the flag of {city}.", f"The {city} flag has a {animal} on it.", f"The animal on the flag of {city} is a {animal}."),
-             f"What animal is on the flag of {city}?", animal, f"The flag of {city} shows a {color} {animal}."),
+             f"What animal is on the flag of {city}?", animal, f"{city} has a flag that shows a {color} {animal}."),
     ]
 
 

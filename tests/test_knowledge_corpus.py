@@ -8,7 +8,7 @@ import yaml
 
 from sealflow.base_model import BuildSettings, train_tokenizer
 from sealflow.knowledge.corpus import knowledge_corpus
-from sealflow.worldgen import NAMES, SUBJECT_POOLS
+from sealflow.worldgen import NAMES, SUBJECT_POOLS, generate_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +31,19 @@ def test_every_name_is_one_token_after_a_space_and_at_a_line_start_in_the_defaul
     line_initial = {line.split()[0] for doc in corpus for line in doc.splitlines() if line.strip()}
     assert data_subjects <= line_initial
 
+
+
+def test_every_explicit_line_starts_with_its_subject_so_a_faithful_list_is_a_chain_of_copies():
+    """The tiny policy takes a line's subject from the start of the line before.
+
+    A faithful line that opened with "In 1631," or "The flag of" broke that chain, and the
+    sampled lines after it drifted to an invented entity; every explicit line (the faithful
+    self-edit demonstrations and the knowledge documents are made of them) starts with the name.
+    """
+    for entry in generate_entries(40, 7) + generate_entries(40, 11, subjects="corpus"):
+        title = entry.passage.title
+        lines = entry.explicit_lines()
+        assert len(lines) == len(entry.facts)
+        assert all(line.split()[0] == title for line in lines), lines
+        # Each line still carries its fact's answer, so it is a restatement, not a name alone.
+        assert all(fact.answer.split()[-1] in line for fact, line in zip(entry.facts, lines)), lines
