@@ -58,11 +58,13 @@ def test_accuracy_interval_picks_wilson_for_binary_and_bootstrap_otherwise() -> 
 
 def test_methods_from_config() -> None:
     cfg = _config()
-    assert heldout_methods(cfg) == ["base", "passage", "base_self_edits", "round2", "round3"]  # no external url
+    assert heldout_methods(cfg) == ["base", "passage", "base_self_edits", "round3"]  # last_round; no external url
+    every_round = ["base", "passage", "base_self_edits", "rounds"]
+    assert heldout_methods(_config(methods=every_round)) == ["base", "passage", "base_self_edits", "round2", "round3"]
     cfg = _config(external={"base_url": "http://127.0.0.1:1/v1"}, methods=["base", "last_round", "external"])
     assert heldout_methods(cfg) == ["base", "round3", "external"]
     assert continual_methods(_config()) == ["passage", "base_self_edits", "round3"]
-    pairs = evaluations(_config(settings=["single", "continual"], continual_methods=["passage"]))
+    pairs = evaluations(_config(settings=["single", "continual"], continual_methods=["passage"], methods=every_round))
     assert pairs == [("single", m) for m in ["base", "passage", "base_self_edits", "round2", "round3"]] + [
         ("continual", "passage")]
     with pytest.raises(HeldoutConfigError, match="round7"):
