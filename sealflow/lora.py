@@ -21,6 +21,7 @@ import torch
 from peft import PeftModel, get_peft_model
 
 from .atomic import atomic_dir
+from .bos import bos_ids
 from .ids import ADAPTER_FILES  # re-exported: the files of one adapter folder
 from .settings import LoraSettings, TrainExample, TrainSettings  # re-exported
 
@@ -55,7 +56,7 @@ def encode_example(tokenizer, example: TrainExample, max_len: int, mask_prompt: 
     """
     prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
     completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and tokenizer.bos_token != tokenizer.eos_token else []
+    bos = bos_ids(tokenizer, prompt_ids or completion_ids)  # the tokenizer's own rule, never doubled
     ids = bos + prompt_ids + completion_ids
     labels = ([-100] * (len(bos) + len(prompt_ids)) if mask_prompt else list(bos + prompt_ids)) + completion_ids
     if mask_prompt and bos:

@@ -113,6 +113,7 @@ class FakeBackend:
 
 class Tok:
     bos_token, eos_token = "<s>", "</s>"
+    chat_template = "{{ bos_token }}{{ messages }}"  # a Llama-3-style model: its sequences start with BOS
 
 
 def test_answer_all_extracts_grids_and_scores_exact_match():

@@ -46,6 +46,20 @@ def test_the_conversion_is_smollm2_and_loads_like_any_model(smollm2_dir, smollm2
     assert "4" in tokenizer.decode(new, skip_special_tokens=True)
 
 
+def test_smollm2_sequences_get_no_bos_of_ours(smollm2):
+    """SmolLM2 names <|im_start|> its BOS but never prepends it: training adds nothing before a chat prompt."""
+    from sealflow.bos import starts_with_bos
+    from sealflow.lora import TrainExample, encode_example
+
+    _, tokenizer = smollm2
+    assert tokenizer.bos_token == "<|im_start|>" and not starts_with_bos(tokenizer)
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Passage: Pafa"}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids, _ = encode_example(tokenizer, TrainExample(completion="Pafa", prompt=chat), 10**6, True)
+    plain = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == plain(chat) + plain("Pafa") + [tokenizer.eos_token_id]
+
+
 # Different lengths, so batches are left-padded; the last one is what the adapter learns.
 PROMPTS = ["Question: What colour is the sky on a clear day?\nAnswer:",
            "Quillon Pass crosses the"]

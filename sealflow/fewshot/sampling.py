@@ -1,8 +1,8 @@
 """Sampling ARC self-edits from a policy, and the exact texts the model reads.
 
-Every sequence the model reads starts with its begin-of-text token, as the LoRA
-trainer (``lora.encode_example``) prepends it: a self-edit's stored ``prompt`` is the
-text *after* that token, so the ReST-EM update trains on exactly what was sampled.
+Where the model's sequences start with a begin-of-text token (``sealflow.bos``), the
+LoRA trainer (``lora.encode_example``) prepends it: a self-edit's stored ``prompt`` is
+the text *after* that token, so the ReST-EM update trains on exactly what was sampled.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ..backends import Backend, GenerationRequest
 from ..backends.base import completions_of
+from ..bos import bos_text
 from ..ids import derived_seed, edit_id
 from ..records import SelfEdit
 from .guided import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATES, guided_completions
@@ -45,12 +46,6 @@ class SamplingSettings:
         if self.decoding == "guided":
             row.update(learning_rates=list(self.learning_rates), epochs=list(self.epochs))
         return row
-
-
-def bos_text(tokenizer: Any) -> str:
-    """The begin-of-text token the trainer prepends ("" when the model has none)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    return bos if bos and bos != getattr(tokenizer, "eos_token", None) else ""
 
 
 def with_bos(tokenizer: Any, text: str) -> str:
