@@ -8,7 +8,7 @@ RUN ?= demo
 CONFIG ?= config/config.yaml
 CORES ?= 2
 
-.PHONY: setup run run-fewshot run-smollm2 report test-setup test gpu-check clean
+.PHONY: setup run run-fewshot run-smollm2 run-smollm2-fewshot report test-setup test gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run-fewshot:
 run-smollm2: setup
 	bash tools/install_smollm2.sh $(BIN)/python
 	$(MAKE) run CONFIG=config/smollm2.yaml RUN=smollm2
+
+run-smollm2-fewshot: setup
+	bash tools/install_smollm2.sh $(BIN)/python
+	$(MAKE) run CONFIG=config/smollm2-fewshot.yaml RUN=smollm2-arc
 
 report: setup
 	$(BIN)/snakemake --configfile $(CONFIG) --report results/$(RUN)/report.html

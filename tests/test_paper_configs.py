@@ -47,3 +47,19 @@ def test_base_model_asks_for_a_gpu_only_when_it_builds_a_model():
         assert base_model_kind(config) == "cpu"  # a pointer file
         assert "gpu" not in rule_resources(config, "base_model", base_model_kind(config))
     assert base_model_kind(_merged("test.yaml")) == "gpu"  # the tiny model is trained
+
+
+def test_the_smollm2_configs_run_the_packaged_model_with_llama_module_names():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1))
+    llama_modules = {name.rsplit(".", 1)[-1] for name, _ in tiny.named_modules()}
+    for name, domain in (("smollm2.yaml", "knowledge"), ("smollm2-fewshot.yaml", "fewshot")):
+        config = _merged(name)
+        assert config["domains"] == [domain] and config["device"] == "cpu"
+        section = config[domain]
+        assert section["base_model"] == {**section["base_model"], "path": None, "source": "smollm2-135m-instruct"}
+        for stage in ("inner_loop", "sft"):
+            targets = set(section[stage]["lora"]["target_modules"])
+            assert targets and targets <= llama_modules, (name, stage, targets - llama_modules)
