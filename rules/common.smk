@@ -175,6 +175,11 @@ def round_edits(wildcards):
     return [f"{root}/shard{s}.jsonl" for s in shards_of(wildcards.domain)]
 
 
+def round_rewards():
+    """Every round's rewards.csv, all domains: one row per self-edit."""
+    return [f"{DOMAIN_DIRS[d]}/round{r}/rewards.csv" for d in DOMAINS for r in rounds_of(d)]
+
+
 def round_targets(domain):
     d = DOMAIN_DIRS[domain]
     return [f"{d}/round{r}/{name}" for r in rounds_of(domain) for name in ("rewards.csv", "filtered.jsonl")]
@@ -330,7 +335,8 @@ def report_targets():
     if fs_eval_targets():
         targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]
     if pipeline_targets():
-        targets += [f"{REP}/cost/cost_per_rule.svg", f"{REP}/cost/cost_per_rule.html"]
+        targets += [f"{REP}/cost/{name}" for name in ("cost_per_rule.svg", "cost_per_rule.html",
+                                                         "seconds_per_self_edit.html")]
     return targets
 
 

@@ -209,10 +209,18 @@ rule report_cost:
             subcategory="All rules",
             labels={"figure": "cost table"},
         ),
+        per_self_edit=report(
+            f"{REP}/cost/seconds_per_self_edit.html",
+            caption="../report/cost_per_self_edit.rst",
+            category=COST_TITLE,
+            subcategory="All rules",
+            labels={"figure": "seconds per self-edit"},
+        ),
     params:
         stage="report.cost",
         benchmarks=f"{OUT}/benchmarks",
         patterns=lambda wc: benchmark_patterns(),
+        rewards=lambda wc: round_rewards(),
     log:
         f"{OUT}/logs/report/cost.log",
     threads: 1

@@ -206,6 +206,37 @@ def test_cost_overview_from_benchmark_files(tmp_path: Path) -> None:
         benchmarks.load_benchmarks(tmp_path / "missing"))))
 
 
+def test_seconds_per_self_edit_divides_each_rounds_stage_by_its_self_edits(tmp_path: Path) -> None:
+    root = tmp_path / "benchmarks"
+    jobs = [("knowledge/round1/generate_self_edits/shard0.tsv", 6.0), ("knowledge/round1/generate_self_edits/shard1.tsv", 4.0),
+            ("knowledge/round1/inner_loop/shard0.tsv", 30.0), ("knowledge/round1/score_adapters/shard0.tsv", 8.0),
+            ("knowledge/round2/inner_loop/shard0.tsv", 9.0), ("knowledge/round2/update_policy.tsv", 3.0),
+            ("fewshot/round1/inner_loop/shard0.tsv", 12.0)]
+    for rel, s in jobs:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(BENCH.format(s=s, rss=100.0))
+    patterns = {f"{d}_{stage}": f"{d}/round{{r}}/{stage}/shard{{s}}.tsv" for d in ("knowledge", "fewshot")
+                for stage in ("generate_self_edits", "inner_loop", "score_adapters")}
+    patterns["update_policy"] = "{domain}/round{r}/update_policy.tsv"
+    rewards = []
+    for domain, rnd, n in (("knowledge", 1, 5), ("knowledge", 2, 3), ("fewshot", 1, 4)):
+        path = tmp_path / "run" / domain / f"round{rnd}" / "rewards.csv"
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"edit_id": [f"e{i}" for i in range(n)], "reward_mean": 0.0}).to_csv(path, index=False)
+        rewards.append(path)
+    stages.cost(benchmarks=root, patterns=patterns, plot=tmp_path / "cost.svg", table=tmp_path / "cost.html",
+                rewards=rewards, per_self_edit=tmp_path / "per_edit.html")
+    per = benchmarks.seconds_per_self_edit(benchmarks.load_benchmarks(root, patterns),
+                                           {("knowledge", 1): 5, ("knowledge", 2): 3, ("fewshot", 1): 4})
+    got = {(r.domain, r.round, r.stage): (r.jobs, r.s_per_self_edit) for r in per.itertuples()}
+    assert got == {("fewshot", 1, "inner loop"): (1, 3.0), ("knowledge", 1, "generation"): (2, 2.0),
+                   ("knowledge", 1, "inner loop"): (1, 6.0), ("knowledge", 1, "scoring"): (1, 1.6),
+                   ("knowledge", 2, "inner loop"): (1, 3.0)}  # update_policy is not a per-edit stage
+    assert per["stage"].tolist()[1:4] == ["generation", "inner loop", "scoring"]
+    html = (tmp_path / "per_edit.html").read_text()
+    assert "Seconds per self-edit" in html and "1.60" in html
+
+
 def test_examples_best_and_worst(tmp_path: Path) -> None:
     data = rewards_frame({1: [0.5, -0.2, 0.0, 0.1, 0.3], 2: [0.0, 0.0]}, invalid=0)
     edits = [{"id": row.edit_id, "prompt": f"Passage {row.input_id}", "completion": f"<b>fact</b> {i}"}

@@ -29,6 +29,7 @@ RUN = "results/test"
 EXPECTED_FILES = (
     "reward_distribution.svg", "positive_fraction.svg", "examples.html", "rewards.csv",
     "heldout_accuracy.svg", "heldout_summary.html", "cost_per_rule.svg", "cost_per_rule.html",
+    "seconds_per_self_edit.html",
 )
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

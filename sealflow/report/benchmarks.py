@@ -101,3 +101,30 @@ def summarize_benchmarks(bench: pd.DataFrame) -> pd.DataFrame:
                       wall_s_max=("s", "max"), max_rss_mb=("max_rss", "max"),
                       cpu_s_total=("cpu_time", "sum")).reset_index()
     return out.sort_values(["wall_s_total", "rule"], ascending=[False, True], ignore_index=True)[cols]
+
+
+# The three stages a round runs once per self-edit, by the rule names' ending (knowledge_…, fewshot_…).
+LOOP_STAGES = {"generate_self_edits": "generation", "inner_loop": "inner loop", "score_adapters": "scoring"}
+
+
+def seconds_per_self_edit(bench: pd.DataFrame, self_edits: Mapping[tuple[str, int], int]) -> pd.DataFrame:
+    """Per domain, round and loop stage: jobs, self-edits, wall seconds and seconds per self-edit.
+
+    ``self_edits`` maps (domain, round) to the round's number of self-edits (rows of its
+    rewards.csv, invalid ones included: each was generated, and trained on or refused).
+    Wall time includes each job's model loading, which a researcher pays too.
+    """
+    cols = ["domain", "round", "stage", "jobs", "self_edits", "wall_s", "s_per_self_edit"]
+    rows = []
+    for (domain, rnd, rule), group in bench.groupby(["domain", "round", "rule"], sort=True, dropna=True):
+        stage = next((name for suffix, name in LOOP_STAGES.items() if str(rule).endswith(suffix)), None)
+        n = self_edits.get((str(domain), int(rnd)), 0)
+        if stage is None or n <= 0:
+            continue
+        wall = float(group["s"].sum())
+        rows.append({"domain": domain, "round": int(rnd), "stage": stage, "jobs": len(group), "self_edits": n,
+                     "wall_s": wall, "s_per_self_edit": wall / n})
+    order = {name: i for i, name in enumerate(LOOP_STAGES.values())}
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["domain", "round", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c,
+                           ignore_index=True)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..atomic import read_jsonl, write_text
 from ..report import DOMAIN_TITLES, plots, tables
-from ..report.benchmarks import load_benchmarks, summarize_benchmarks
+from ..report.benchmarks import load_benchmarks, seconds_per_self_edit, summarize_benchmarks
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -68,11 +68,14 @@ def fewshot_eval(*, summary: PathLike, plot: PathLike, table: PathLike) -> None:
                                         "success rate with 95% confidence interval over held-out tasks"))
 
 
-def cost(*, benchmarks: PathLike, patterns: Mapping[str, str], plot: PathLike, table: PathLike) -> None:
-    """Wall time and peak memory per rule from every Snakemake benchmark file of the run.
+def cost(*, benchmarks: PathLike, patterns: Mapping[str, str], plot: PathLike, table: PathLike,
+         rewards: Sequence[PathLike] = (), per_self_edit: PathLike | None = None) -> None:
+    """Wall time and peak memory per rule from every Snakemake benchmark file of the run,
+    and seconds per self-edit of each round's generation, inner loop and scoring.
 
     ``patterns`` maps each rule with a ``benchmark:`` to its file pattern relative to
-    ``benchmarks``, so every file is attributed to the rule that wrote it.
+    ``benchmarks``, so every file is attributed to the rule that wrote it. ``rewards`` are
+    the rounds' ``{domain}/round{r}/rewards.csv``: one row per self-edit.
     """
     bench = load_benchmarks(Path(benchmarks), dict(patterns))
     summary = summarize_benchmarks(bench)
@@ -81,6 +84,14 @@ def cost(*, benchmarks: PathLike, patterns: Mapping[str, str], plot: PathLike, t
     write_text(table, tables.frame_html(summary, "Cost per rule",
                                         f"{len(bench)} jobs with a benchmark file; memory in MB, time in s",
                                         float_digits=1))
+    if per_self_edit is not None:
+        counts = {(Path(p).parent.parent.name, int(Path(p).parent.name.removeprefix("round"))): len(pd.read_csv(p))
+                  for p in rewards}
+        per_edit = seconds_per_self_edit(bench, counts)
+        log.info("seconds per self-edit:\n%s", per_edit.to_string(index=False))
+        write_text(per_self_edit, tables.frame_html(
+            per_edit, "Seconds per self-edit", "wall time of each round's jobs (model loading included) "
+            "divided by the round's self-edits", float_digits=2))
 
 
 def training(*, rounds: PathLike, edit_stats: PathLike, first_edits: Sequence[PathLike], last_edits: Sequence[PathLike],
