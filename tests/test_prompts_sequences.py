@@ -77,6 +77,23 @@ def test_question_prompt_is_closed_book() -> None:
     assert "Ashen" not in text
 
 
+def test_answer_prompt_plain_or_in_the_chat_template() -> None:
+    from sealflow.knowledge.scoring import ScoringSettings, answer_request
+
+    question = " Which range does Quillon Pass cross? "
+    assert prompts.answer_prompt(question, "plain") == prompts.question_prompt(question)
+    chat = prompts.answer_prompt(question, "chat", _chat_tokenizer())
+    assert chat.startswith("<|user|>\n") and chat.endswith("<|assistant|>\n")
+    assert "Question: Which range does Quillon Pass cross?" in chat and "Answer:" not in chat
+    request = answer_request(question, "a0", ScoringSettings(question_prompt="chat"), _chat_tokenizer())
+    assert request.prompt == chat and request.temperature == 0.0 and request.adapter == "a0"
+    assert answer_request(question, None, ScoringSettings()).prompt == prompts.question_prompt(question)
+    with pytest.raises(ValueError, match="knowledge.scoring.question_prompt 'chat' needs a tokenizer"):
+        prompts.answer_prompt(question, "chat")
+    with pytest.raises(ValueError, match="knowledge.scoring.question_prompt 'poem'"):
+        prompts.answer_prompt(question, "poem")
+
+
 def test_restem_keeps_the_exact_sampled_prompt_and_completion() -> None:
     from sealflow.restem import restem_filter
 

@@ -111,7 +111,7 @@ def _round_config(tmp_path: Path) -> dict:
         lora={"r": 4, "alpha": 8, "dropout": 0.0,
               "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
         epochs=2, lr=1e-3, batch_size=4, max_seq_len=96, parallel_adapters=2)
-    knowledge["scoring"].update(grader="f1", max_new_tokens=10)
+    knowledge["scoring"].update(grader="f1", max_new_tokens=10, question_prompt="chat")
     knowledge["restem"]["keep_top_k"] = 1
     cfg["backend"]["batch_size"] = 8
     cfg["device"] = "cpu"
@@ -165,6 +165,9 @@ def test_one_knowledge_round_on_smollm2_through_the_hf_backend(smollm2_cache, sm
     answers = kn / "round1/eval/shard0.answers.jsonl"
     timed("score", knowledge.score_adapters, edits=str(edits), passages=str(train), policy=str(policy),
           manifest=str(manifest), adapters=adapter_files(str(root), shard_slots(2, 2), 1), answers=str(answers))
+    # An instruct model answers a question in its chat template; after a plain "Answer:" it mostly ends its turn.
+    answered = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert answered and all(row["answer_base"] for row in answered), [row["answer_base"] for row in answered]
     timed("grade", knowledge.grade_answers, answers=str(answers), passages=str(train), out=str(evals))
     timed("rewards", knowledge.rewards, evals=[str(evals)], edits=[str(edits)], out=str(rewards))
     table = pd.read_csv(rewards, keep_default_na=False)

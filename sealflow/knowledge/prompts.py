@@ -127,3 +127,26 @@ def question_prompt(question: str) -> str:
     """Closed-book QA prompt: the passage is deliberately absent."""
     return f"Question: {question.strip()}\nAnswer:"
 
+
+QUESTION_PROMPTS: tuple[str, ...] = ("plain", "chat")
+_CHAT_QUESTION = "Answer the question in a few words.\n\nQuestion: {question}"
+
+
+def answer_prompt(question: str, form: str, tokenizer: Any = None) -> str:
+    """The text a model continues to answer ``question`` closed-book.
+
+    ``plain`` is :func:`question_prompt`, for base models. ``chat`` puts the question in a
+    user message of the tokenizer's chat template, for instruct models: SmolLM2-Instruct
+    ends its turn at once after a plain "Answer:" (82% of its answers were empty).
+    """
+    if form == "plain":
+        return question_prompt(question)
+    if form == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("knowledge.scoring.question_prompt 'chat' needs a tokenizer with a chat template "
+                             "(an instruct model); use 'plain' otherwise")
+        return tokenizer.apply_chat_template([{"role": "user", "content": _CHAT_QUESTION.format(
+            question=question.strip())}], tokenize=False, add_generation_prompt=True)
+    raise ValueError(f"unknown knowledge.scoring.question_prompt {form!r} (expected one of "
+                     f"{', '.join(QUESTION_PROMPTS)})")
+

@@ -7,22 +7,24 @@ Answering (GPU) and grading (CPU, where a judge's endpoint is reachable) are two
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
 from ..records import Passage, SelfEdit
 from .grading import clean_prediction, grade_all
-from .prompts import question_prompt
+from .prompts import answer_prompt
 from .scoring_settings import ScoringSettings  # re-exported
 
 EVAL_COLUMNS = ["round", "shard", "edit_id", "input_id", "repeat", "question_index", "question", "gold",
                 "answer_base", "answer_adapted", "score_base", "score_adapted", "valid", "reason"]
 
 
-def answer_request(question: str, adapter: str | None, settings: ScoringSettings) -> GenerationRequest:
-    """A closed-book question, greedy, cut at the first newline (training rounds and held-out alike)."""
-    return GenerationRequest(question_prompt(question), adapter=adapter, max_new_tokens=settings.max_new_tokens,
-                             temperature=0.0, stop=("\n",))
+def answer_request(question: str, adapter: str | None, settings: ScoringSettings,
+                   tokenizer: Any = None) -> GenerationRequest:
+    """A closed-book question, greedy, cut at the first newline (training rounds and held-out alike);
+    ``tokenizer`` renders the chat form (``settings.question_prompt``)."""
+    return GenerationRequest(answer_prompt(question, settings.question_prompt, tokenizer), adapter=adapter,
+                             max_new_tokens=settings.max_new_tokens, temperature=0.0, stop=("\n",))
 
 
 def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],
@@ -35,12 +37,13 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
     """
     from ..inner_loop import checked_adapter  # torch: not for grading
     shard_passages = list(dict.fromkeys(e.input_id for e in edits))
+    tokenizer = getattr(backend, "tokenizer", None)  # renders a chat question prompt
     requests: list[GenerationRequest] = []
     base_index: dict[tuple[str, int], int] = {}
     for pid in shard_passages:
         for qi, q in enumerate(passages[pid].questions):
             base_index[(pid, qi)] = len(requests)
-            requests.append(answer_request(q.question, None, settings))
+            requests.append(answer_request(q.question, None, settings, tokenizer))
     adapted_index: dict[tuple[str, int, int], int] = {}
     for edit in edits:
         if not manifest.get((edit.id, 0), {}).get("valid", True):
@@ -49,7 +52,7 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
             adapter = checked_adapter(manifest, edit.id, 0 if reuse_training else repeat)
             for qi, q in enumerate(passages[edit.input_id].questions):
                 adapted_index[(edit.id, repeat, qi)] = len(requests)
-                requests.append(answer_request(q.question, adapter, settings))
+                requests.append(answer_request(q.question, adapter, settings, tokenizer))
     answers = [clean_prediction(out[0] if out else "") for out in backend.generate(requests)]
 
     rows = []

@@ -120,7 +120,8 @@ def score_adapters(config: dict, *, edits: str, passages: str, policy: str, mani
     check_inputs_cover(recorded, adapters)
     backend = make_backend(policy, resolve_placement(config["device"]), BackendSettings.from_config(config["backend"]))
     # Answering reads only the token budget: a changed grader regrades without answering again.
-    settings = ScoringSettings(max_new_tokens=int(kcfg["scoring"]["max_new_tokens"]))
+    settings = ScoringSettings(max_new_tokens=int(kcfg["scoring"]["max_new_tokens"]),
+                               question_prompt=kcfg["scoring"]["question_prompt"])
     try:
         rows = answer_shard(backend, passages, edits, recorded, settings, inner.eval_repeats, inner.reuse_training)
     finally:

@@ -186,7 +186,7 @@ def answer_questions(model: torch.nn.Module, tokenizer, placement: Placement, qu
     backend = HFBackend("", placement, BackendSettings(name="hf", batch_size=batch_size), model=model,
                         tokenizer=tokenizer)
     return [clean_prediction(out[0] if out else "")
-            for out in backend.generate([answer_request(q, None, scoring) for q in questions])]
+            for out in backend.generate([answer_request(q, None, scoring, backend.tokenizer) for q in questions])]
 
 
 def _rows(method: str, setting: str, passages: Sequence[tuple[int, Passage]], answers: Sequence[str], *,
@@ -221,13 +221,13 @@ def _examples(texts: Sequence[str]) -> list[TrainExample]:
 
 
 def _answer_items(answer: Answer, items: Sequence[tuple[Sequence[tuple[int, Passage]], str | None]],
-                  scoring: ScoringSettings) -> list[list[str]]:
+                  scoring: ScoringSettings, tokenizer) -> list[list[str]]:
     """One backend call for every (passages, adapter) item; each item's answers in question order."""
     requests, spans = [], []
     for passages, adapter in items:
         questions = _questions(passages)
         spans.append((len(requests), len(questions)))
-        requests += [answer_request(q, adapter, scoring) for q in questions]
+        requests += [answer_request(q, adapter, scoring, tokenizer) for q in questions]
     outputs = answer(requests) if requests else []
     if len(outputs) != len(requests):
         raise RuntimeError(f"the backend answered {len(outputs)} of {len(requests)} held-out questions")
@@ -296,7 +296,7 @@ def evaluate_single(box: ModelBox, tokenizer, model_id: str, answer: Answer, met
     train_items(box, tokenizer, model_id, [i.plan for i in items if i.plan is not None], settings.lora, settings,
                 fault_key)
     answers = _answer_items(answer, [([(i.index, i.passage)], i.plan.out_dir if i.plan else None) for i in items],
-                            settings.scoring)
+                            settings.scoring, tokenizer)
     rows: list[dict] = []
     for item, item_answers in zip(items, answers):
         rows += _rows(method, "single", [(item.index, item.passage)], item_answers, repeat=item.repeat,
@@ -318,7 +318,7 @@ def evaluate_cpt(box: ModelBox, tokenizer, model_id: str, answer: Answer, method
         for r in repeats]
     train_items(box, tokenizer, model_id, plans, settings.cpt_lora, settings, fault_key)
     answers = _answer_items(answer, [(indexed, plans[r].out_dir if plans else None) for r in repeats],
-                            settings.scoring)
+                            settings.scoring, tokenizer)
     rows: list[dict] = []
     for r in repeats:
         rows += _rows(method, "cpt", indexed, answers[r], repeat=r, texts=per_passage)
