@@ -109,7 +109,8 @@ rule knowledge_score_adapters:
         answers=f"{KN}/round{{r}}/eval/shard{{s}}.answers.jsonl",
     params:
         stage="knowledge.score_adapters",
-        settings=uses("device", "backend", "knowledge.inner_loop", "knowledge.scoring.max_new_tokens"),
+        settings=uses("device", "backend", "knowledge.inner_loop", "knowledge.scoring.max_new_tokens",
+                      "knowledge.scoring.question_prompt"),
     log:
         f"{OUT}/logs/knowledge/round{{r}}/score_adapters/shard{{s}}.log",
     benchmark:
