@@ -14,4 +14,4 @@ class ScoringSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ScoringSettings":
-        return cls(cfg["grader"], int(cfg["max_new_tokens"]), cfg.get("judge"), cfg.get("question_prompt", "plain"))
+        return cls(cfg["grader"], int(cfg["max_new_tokens"]), cfg.get("judge"), cfg["question_prompt"])

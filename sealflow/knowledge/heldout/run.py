@@ -186,7 +186,7 @@ def answer_questions(model: torch.nn.Module, tokenizer, placement: Placement, qu
     backend = HFBackend("", placement, BackendSettings(name="hf", batch_size=batch_size), model=model,
                         tokenizer=tokenizer)
     return [clean_prediction(out[0] if out else "")
-            for out in backend.generate([answer_request(q, None, scoring, backend.tokenizer) for q in questions])]
+            for out in backend.generate([answer_request(q, None, scoring, tokenizer) for q in questions])]
 
 
 def _rows(method: str, setting: str, passages: Sequence[tuple[int, Passage]], answers: Sequence[str], *,
