@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--start-with-title", choices=["true", "false"], default=None,
                         help="force the title as each self-edit's first words (default: the config's setting)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="the policy's sampling temperature (default: the config's); 0 samples greedily")
     parser.add_argument("--copy-only", action="store_true", help="the copy probe alone (seconds, not minutes)")
     args = parser.parse_args()
 
@@ -53,6 +55,8 @@ def main() -> None:
     se = {**cfg["self_edits"], "k": 3}
     if args.start_with_title is not None:
         se["start_with_title"] = args.start_with_title == "true"
+    if args.temperature is not None:
+        se["temperature"] = args.temperature
     sampling = SamplingSettings.from_config(se)
     _, _, outs = sample_whole_self_edits(backend, tok, [e.passage for e in entries], range(len(entries)), sampling)
     lines = [(e, line.strip()) for e, texts in zip(entries, outs) for t in texts for line in t.splitlines() if line.strip()]

@@ -72,6 +72,17 @@ def test_hf_backend_greedy_is_deterministic_and_adapter_changes_output(tiny_mode
     assert len(sampled[0]) == 3
 
 
+def test_hf_backend_greedy_with_several_samples_repeats_the_greedy_answer(tiny_model_dir):
+    # temperature 0 with k > 1 is a valid config (held-out self-edits sampled greedily); transformers
+    # refuses num_return_sequences > 1 without sampling, so the backend generates once and repeats
+    backend = make_backend(str(tiny_model_dir), resolve_placement("cpu"), BackendSettings(name="hf"))
+    one, = backend.generate([GenerationRequest("The city", max_new_tokens=8)])
+    out = backend.generate([GenerationRequest("The city", n=3, max_new_tokens=8),
+                            GenerationRequest("The", n=3, max_new_tokens=8)])
+    assert out[0] == one * 3
+    assert len(out[1]) == 3 and len(set(out[1])) == 1
+
+
 def test_hf_backend_answers_base_requests_without_adapters_in_any_order(tiny_model_dir, tmp_path):
     """peft injects LoRA layers into the model in place: a base request after an adapter
     request must still be answered by the base model (else every reward would be 0)."""

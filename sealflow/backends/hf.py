@@ -71,7 +71,10 @@ class HFBackend:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.placement.device) for k, v in enc.items()}
         sample = not request.greedy
-        kwargs = dict(max_new_tokens=request.max_new_tokens, do_sample=sample, num_return_sequences=request.n,
+        # greedy decoding has one answer per prompt: generate it once and repeat it n times
+        # (transformers refuses num_return_sequences > 1 without sampling; vLLM returns n copies)
+        n_generated = request.n if sample else 1
+        kwargs = dict(max_new_tokens=request.max_new_tokens, do_sample=sample, num_return_sequences=n_generated,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         if sample:
             kwargs.update(temperature=request.temperature, top_p=request.top_p)
@@ -84,7 +87,8 @@ class HFBackend:
         new_tokens = out[:, enc["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         texts = [apply_stop(t, request.stop) for t in texts]
-        return [texts[i * request.n : (i + 1) * request.n] for i in range(len(prompts))]
+        per_prompt = [texts[i * n_generated : (i + 1) * n_generated] for i in range(len(prompts))]
+        return [rows * (request.n // n_generated) for rows in per_prompt]
 
     @torch.no_grad()
     def choice_logprobs(self, model: torch.nn.Module, prompt: str, choices: Sequence[str]) -> list[float]:
