@@ -4,7 +4,9 @@ Each seed is a complete, independent run of the embedded default (its own base m
 data, sampling and LoRA seeds): ``seed`` and ``knowledge.data.seed`` are both set to it.
 The script runs the workflow per seed (resuming what is finished), then prints the
 held-out single-passage table and the paired effects per seed, and how many seeds show
-each effect with an interval above 0.
+each effect with an interval above 0, and the effects pooled over the seeds: the paired
+difference over all their questions, with a bootstrap that resamples each seed's questions
+within that seed (written to ``results/<run>-seeds/pooled_effects.csv``).
 
     python benchmarks/knowledge_organism.py --seeds 0 1 2 [--config config/config.yaml] [--cores 2]
 
@@ -55,10 +57,10 @@ def main() -> None:
     for seed in args.seeds:
         run = f"{args.run}-seed{seed}"
         path = folder / f"config-seed{seed}.yaml"
-        path.write_text(yaml.safe_dump(seed_config(base, seed, run), sort_keys=False))
         runs.append((seed, run))
-        if args.no_run:
+        if args.no_run:  # summarise only: the config files stay those the runs were made with
             continue
+        path.write_text(yaml.safe_dump(seed_config(base, seed, run), sort_keys=False))
         started = time.time()
         cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", str(args.cores),
                "--configfile", str(path), "--rerun-triggers", "mtime"]
@@ -86,6 +88,35 @@ def main() -> None:
     print(f"\nseeds whose 95% interval lies above 0 (single setting), of {len(runs)}:")
     for pair, seen in effects_seen.items():
         print(f"  {pair:36s} {sum(seen)}/{len(seen)}")
+    pooled = pooled_effects([REPO / "results" / run / "knowledge" / "heldout" for _, run in runs])
+    print(f"\npooled over the {len(runs)} seeds (single setting; questions resampled within each seed):")
+    for row in pooled:
+        print(f"  {row['pair']:36s} {row['difference']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}] "
+              f"n={row['n_questions']}")
+    with open(folder / "pooled_effects.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(pooled[0]) if pooled else ["pair"])
+        writer.writeheader()
+        writer.writerows(pooled)
+
+
+def pooled_effects(heldout_dirs: list[Path]) -> list[dict]:
+    """Each single-setting pair of every seed's effects.csv, pooled over the seeds' questions."""
+    from sealflow.knowledge.heldout.summary import per_question_map
+    from sealflow.stats import pooled_paired_bootstrap_interval
+
+    pairs = [(r["method"], r["baseline"]) for r in read_csv(heldout_dirs[0] / "effects.csv") if r["setting"] == "single"]
+    out = []
+    for method, baseline in pairs:
+        groups = []
+        for heldout in heldout_dirs:
+            a = per_question_map(read_csv(heldout / "single" / f"{method}.csv"))
+            b = per_question_map(read_csv(heldout / "single" / f"{baseline}.csv"))
+            groups.append([a[q] - b[q] for q in a if q in b])
+        diff, low, high = pooled_paired_bootstrap_interval(groups)
+        out.append({"pair": f"{method} - {baseline}", "setting": "single", "difference": diff, "ci95_low": low,
+                    "ci95_high": high, "n_questions": sum(map(len, groups)), "n_seeds": len(groups),
+                    "ci_method": "paired bootstrap over questions, stratified by seed"})
+    return out
 
 
 if __name__ == "__main__":

@@ -68,3 +68,23 @@ def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], samples: i
         return (float("nan"), float("nan"), float("nan"))
     lo, hi = bootstrap_interval(diffs, samples, seed, level)
     return (sum(diffs) / len(diffs), lo, hi)
+
+
+def pooled_paired_bootstrap_interval(groups: Sequence[Sequence[float]], samples: int = 2000, seed: int = 0,
+                                     level: float = 0.95) -> tuple[float, float, float]:
+    """Mean paired difference over several independent runs (seeds) and its 95% interval.
+
+    ``groups`` holds each run's per-question differences. A bootstrap sample redraws each
+    run's questions from that run only (stratified), so every seed keeps its weight and
+    its own model, data and sampling: the interval covers question sampling within seeds.
+    """
+    sizes = [len(g) for g in groups]
+    total = sum(sizes)
+    if total == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    rng = random.Random(seed)
+    means = sorted(sum(g[rng.randrange(n)] for g, n in zip(groups, sizes) if n for _ in range(n)) / total
+                   for _ in range(samples))
+    lo = means[int(math.floor((1 - level) / 2 * (samples - 1)))]
+    hi = means[int(math.ceil((1 + level) / 2 * (samples - 1)))]
+    return (sum(sum(g) for g in groups) / total, lo, hi)

@@ -282,6 +282,22 @@ def test_tiny_real_run_of_every_setting(tiny_model_dir, tmp_path) -> None:
 # ---------------------------------------------------------------- paired effects
 
 
+def test_pooled_interval_resamples_within_each_seed_and_narrows_with_more_seeds() -> None:
+    from sealflow.stats import paired_bootstrap_interval, pooled_paired_bootstrap_interval
+
+    seed_a = [1.0] * 6 + [0.0] * 14          # +0.3 on 20 questions
+    seed_b = [1.0] * 2 + [-1.0] * 2 + [0.0] * 16   # 0.0 on 20 questions
+    diff, lo, hi = pooled_paired_bootstrap_interval([seed_a, seed_b], samples=1000)
+    assert diff == pytest.approx(0.15) and lo <= diff <= hi
+    # Stratified: a seed whose differences are all equal adds no spread, whatever its size.
+    assert pooled_paired_bootstrap_interval([[0.2] * 5, [0.2] * 50], samples=200) == pytest.approx((0.2, 0.2, 0.2))
+    # Three copies of one seed's questions give a narrower interval than that seed alone.
+    _, lo1, hi1 = paired_bootstrap_interval(seed_a, [0.0] * 20, samples=1000)
+    _, lo3, hi3 = pooled_paired_bootstrap_interval([seed_a] * 3, samples=1000)
+    assert hi3 - lo3 < hi1 - lo1
+    assert pooled_paired_bootstrap_interval([[], []])[0] != pooled_paired_bootstrap_interval([[], []])[0]  # NaN
+
+
 def test_paired_difference_has_the_sign_of_method_minus_baseline() -> None:
     from sealflow.knowledge.heldout.summary import effect_pairs, effect_rows
     from sealflow.stats import paired_bootstrap_interval
