@@ -63,3 +63,17 @@ def test_the_smollm2_configs_run_the_packaged_model_with_llama_module_names():
         for stage in ("inner_loop", "sft"):
             targets = set(section[stage]["lora"]["target_modules"])
             assert targets and targets <= llama_modules, (name, stage, targets - llama_modules)
+
+
+def test_held_out_sampling_is_greedy_in_the_default_and_as_in_training_in_the_paper_and_smollm2_configs():
+    # Snakemake merges a --configfile over config/config.yaml key by key, so an empty
+    # `sampling: {}` would inherit the default's greedy held-out sampling without saying so.
+    def heldout_temperature(config: dict) -> float:
+        kn = config["knowledge"]
+        return {**kn["self_edits"], **kn["heldout"]["sampling"]}["temperature"]
+
+    assert heldout_temperature(_merged("config.yaml")) == 0.0
+    assert _merged("config.yaml")["knowledge"]["self_edits"]["temperature"] == 0.5
+    for name in ("paper-knowledge.yaml", "smollm2.yaml"):
+        config = _merged(name)
+        assert heldout_temperature(config) == config["knowledge"]["self_edits"]["temperature"] == 1.0
