@@ -105,12 +105,13 @@ def pooled_effects(heldout_dirs: list[Path]) -> list[dict]:
     from sealflow.stats import pooled_paired_bootstrap_interval
 
     pairs = [(r["method"], r["baseline"]) for r in read_csv(heldout_dirs[0] / "effects.csv") if r["setting"] == "single"]
+    methods = {m for pair in pairs for m in pair}
+    scores = {(h, m): per_question_map(read_csv(h / "single" / f"{m}.csv")) for h in heldout_dirs for m in methods}
     out = []
     for method, baseline in pairs:
         groups = []
         for heldout in heldout_dirs:
-            a = per_question_map(read_csv(heldout / "single" / f"{method}.csv"))
-            b = per_question_map(read_csv(heldout / "single" / f"{baseline}.csv"))
+            a, b = scores[heldout, method], scores[heldout, baseline]
             groups.append([a[q] - b[q] for q in a if q in b])
         diff, low, high = pooled_paired_bootstrap_interval(groups)
         out.append({"pair": f"{method} - {baseline}", "setting": "single", "difference": diff, "ci95_low": low,

@@ -30,10 +30,15 @@ def bootstrap_interval(values: Sequence[float], samples: int = 2000, seed: int =
     if n == 0:
         return (float("nan"), float("nan"))
     rng = random.Random(seed)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
-    lo = means[int(math.floor((1 - level) / 2 * (samples - 1)))]
-    hi = means[int(math.ceil((1 + level) / 2 * (samples - 1)))]
-    return (lo, hi)
+    return _percentile_bounds(sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples)),
+                              level)
+
+
+def _percentile_bounds(means: Sequence[float], level: float) -> tuple[float, float]:
+    """The two-sided ``level`` percentile interval of sorted bootstrap means."""
+    samples = len(means)
+    return (means[int(math.floor((1 - level) / 2 * (samples - 1)))],
+            means[int(math.ceil((1 + level) / 2 * (samples - 1)))])
 
 
 def mean_interval(values: Sequence[float], bootstrap_samples: int = 2000,
@@ -85,6 +90,4 @@ def pooled_paired_bootstrap_interval(groups: Sequence[Sequence[float]], samples:
     rng = random.Random(seed)
     means = sorted(sum(g[rng.randrange(n)] for g, n in zip(groups, sizes) if n for _ in range(n)) / total
                    for _ in range(samples))
-    lo = means[int(math.floor((1 - level) / 2 * (samples - 1)))]
-    hi = means[int(math.ceil((1 + level) / 2 * (samples - 1)))]
-    return (sum(sum(g) for g in groups) / total, lo, hi)
+    return (sum(sum(g) for g in groups) / total, *_percentile_bounds(means, level))

@@ -88,7 +88,7 @@ class HFBackend:
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         texts = [apply_stop(t, request.stop) for t in texts]
         per_prompt = [texts[i * n_generated : (i + 1) * n_generated] for i in range(len(prompts))]
-        return [rows * (request.n // n_generated) for rows in per_prompt]
+        return per_prompt if sample else [rows * request.n for rows in per_prompt]
 
     @torch.no_grad()
     def choice_logprobs(self, model: torch.nn.Module, prompt: str, choices: Sequence[str]) -> list[float]:
