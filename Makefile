@@ -8,7 +8,7 @@ RUN ?= demo
 CONFIG ?= config/config.yaml
 CORES ?= 2
 
-.PHONY: setup run run-fewshot run-smollm2 run-smollm2-fewshot report test-setup test gpu-check clean
+.PHONY: setup run run-fewshot run-arc-organism run-smollm2 run-smollm2-fewshot report test-setup test gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: setup
 
 run-fewshot:
 	$(MAKE) run CONFIG=config/fewshot.yaml RUN=arc-demo
+
+# The ARC model organism (colour maps only test-time training learns): about half an hour on 2 cores.
+run-arc-organism:
+	$(MAKE) run CONFIG=config/fewshot-organism.yaml RUN=arc-organism
 
 # SmolLM2-135M-Instruct (a GGUF file from PyPI, converted once into resources/models/) through the loop.
 run-smollm2: setup

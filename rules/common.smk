@@ -309,6 +309,13 @@ def first_and_last_round_edits():
             for which, r in (("first", rounds[0]), ("last", rounds[-1]))}
 
 
+def fs_round_files():
+    """Every ARC round's rewards and self-edit shards (round after round), for the choices table."""
+    rounds = rounds_of("fewshot")
+    return {"rewards": [f"{FS}/round{r}/rewards.csv" for r in rounds],
+            "edits": [f"{FS}/round{r}/self_edits/shard{s}.jsonl" for r in rounds for s in shards_of("fewshot")]}
+
+
 def report_reward_files(wildcards):
     return [f"{OUT}/{wildcards.domain}/round{r}/rewards.csv" for r in rounds_of(wildcards.domain)]
 
@@ -328,12 +335,15 @@ def report_targets():
             targets += [f"{REP}/{domain}/round{r}/examples.html" for r in rounds_of(domain)]
     if rounds_of("knowledge"):
         targets += [f"{REP}/knowledge/training_rounds.svg", f"{REP}/knowledge/first_vs_last.html"]
+    if rounds_of("fewshot"):
+        targets.append(f"{REP}/fewshot/config_choices.html")
     if kh_enabled():
         targets += [f"{REP}/knowledge/heldout_accuracy.svg", f"{REP}/knowledge/heldout_summary.html",
                     f"{REP}/knowledge/heldout_effects.svg"]
         targets += [f"{REP}/knowledge/forgetting_{m}.svg" for m in kh_continual_methods()]
     if fs_eval_targets():
-        targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html"]
+        targets += [f"{REP}/fewshot/arc_success.svg", f"{REP}/fewshot/arc_summary.html",
+                    f"{REP}/fewshot/arc_effects.svg"]
     if pipeline_targets():
         targets += [f"{REP}/cost/{name}" for name in ("cost_per_rule.svg", "cost_per_rule.html",
                                                          "seconds_per_self_edit.html")]

@@ -90,9 +90,16 @@ rule fewshot_eval_summary:
             subcategory="Evaluation",
             labels={"figure": "summary.csv"},
         ),
+        effects=report(
+            f"{FS}/eval/effects.csv",
+            caption="../report/fewshot_effects.rst",
+            category="Few-shot ARC",
+            subcategory="Evaluation",
+            labels={"figure": "effects.csv"},
+        ),
     params:
         stage="fewshot_eval.summary",
-        settings=uses("fewshot.rounds", "fewshot.evaluation"),
+        settings=uses("seed", "fewshot.rounds", "fewshot.evaluation"),
     log:
         f"{OUT}/logs/fewshot/eval/summary.log",
     threads: 1

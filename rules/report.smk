@@ -161,6 +161,7 @@ rule report_forgetting:
 rule report_fewshot_eval:
     input:
         summary=f"{FS}/eval/summary.csv",
+        effects=f"{FS}/eval/effects.csv",
     output:
         plot=report(
             f"{REP}/fewshot/arc_success.svg",
@@ -176,6 +177,13 @@ rule report_fewshot_eval:
             subcategory="Evaluation",
             labels={"figure": "summary table (HTML)"},
         ),
+        effects_plot=report(
+            f"{REP}/fewshot/arc_effects.svg",
+            caption="../report/arc_effects.rst",
+            category=DOMAIN_TITLES["fewshot"],
+            subcategory="Evaluation",
+            labels={"figure": "ARC paired differences"},
+        ),
     params:
         stage="report.fewshot_eval",
     log:
@@ -183,6 +191,31 @@ rule report_fewshot_eval:
     threads: 1
     resources:
         **res("report_fewshot_eval", "cpu"),
+    conda:
+        "../envs/sealflow.yaml"
+    script:
+        "../scripts/stage.py"
+
+
+rule report_fewshot_choices:
+    input:
+        unpack(lambda wc: fs_round_files()),
+    output:
+        out=report(
+            f"{REP}/fewshot/config_choices.html",
+            caption="../report/config_choices.rst",
+            category=DOMAIN_TITLES["fewshot"],
+            subcategory="All rounds",
+            labels={"figure": "configuration choices per round"},
+        ),
+    params:
+        stage="report.fewshot_choices",
+        n_shards=lambda wc: len(shards_of("fewshot")),
+    log:
+        f"{OUT}/logs/report/fewshot/choices.log",
+    threads: 1
+    resources:
+        **res("report_fewshot_choices", "cpu"),
     conda:
         "../envs/sealflow.yaml"
     script:

@@ -57,16 +57,21 @@ def check_config(cfg: Mapping[str, Any]) -> None:
                               "path (a file holds it), not both")
     for domain in domains:
         build = cfg[domain]["base_model"].get("build") or {}
-        if build.get("corpus") == "organism" and domain != "fewshot":
-            raise ConfigError(f"{domain}.base_model.build.corpus 'organism' is a few-shot corpus")
+        if str(build.get("corpus", "")).startswith("organism") and domain != "fewshot":
+            raise ConfigError(f"{domain}.base_model.build.corpus {build['corpus']!r} is a few-shot corpus")
     if "fewshot" in domains and cfg["fewshot"]["data"]["source"] == "organism":
         base = cfg["fewshot"]["base_model"]
-        builds = not base.get("path") and not base.get("source")
-        if builds and (base.get("build") or {}).get("corpus") != "organism":
-            # Another corpus would not keep the held-out compositions out of pretraining by construction.
-            raise ConfigError("fewshot.data.source 'organism' builds its tiny model on the organism's pretraining "
-                              "compositions: set fewshot.base_model.build.corpus: organism")
         organism = cfg["fewshot"]["data"]["organism"]
+        family = organism.get("family", "compositions")
+        corpus = "organism_colour_maps" if family == "colour_maps" else "organism"
+        builds = not base.get("path") and not base.get("source")
+        if builds and (base.get("build") or {}).get("corpus") != corpus:
+            # Another corpus would not keep the held-out rules out of pretraining by construction.
+            raise ConfigError(f"fewshot.data.source 'organism' (family {family}) builds its tiny model on that "
+                              f"family's pretraining tasks: set fewshot.base_model.build.corpus: {corpus}")
+        if family == "colour_maps" and organism["max_side"] != 3:
+            raise ConfigError(f"fewshot.data.organism.max_side={organism['max_side']}: the colour_maps family's "
+                              "grids are 3x3 (its pretraining corpus copies 3x3 grids); set it to 3")
         if organism["min_demos"] > organism["max_demos"]:
             raise ConfigError(f"fewshot.data.organism.min_demos={organism['min_demos']} exceeds "
                               f"max_demos={organism['max_demos']}")

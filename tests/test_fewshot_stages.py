@@ -7,7 +7,8 @@ import json
 import pytest
 
 from sealflow.fewshot.evaluation import (ICL, ORACLE, SEAL, TTT_BASE, TTT_RL, method_for_round, oracle_configs,
-                                         oracle_solved, summarize_attempts, summarize_oracle)
+                                         oracle_solved, paired_effects, success_by_task, summarize_attempts,
+                                         summarize_oracle)
 from sealflow.fewshot.inner import NO_EXAMPLES, TTTSettings, plans_for_edits
 from sealflow.ids import slot_of as edit_slot
 from sealflow.fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
@@ -157,6 +158,22 @@ def test_summary_rows_count_attempts_and_tasks():
     row = summarize_attempts(TTT_BASE, 0, rows)
     assert (row["n_tasks"], row["n_attempts"], row["n_solved"]) == (2, 4, 2)
     assert row["success_rate"] == 0.5 and row["ci95_low"] < 0.5 < row["ci95_high"]
+
+
+def test_paired_effects_subtract_the_baseline_task_by_task():
+    tasks = [f"t{i}" for i in range(30)]
+    base = {t: 0.25 for t in tasks}  # one of four attempts solved on every task
+    seal = {t: (1.0 if i < 20 else 0.0) for i, t in enumerate(tasks)}
+    icl = {t: 0.0 for t in tasks}
+    oracle = {t: 1.0 for t in tasks[:-1]}  # a task missing from a method is left out of its pairs
+    rows = {r["pair"]: r for r in paired_effects({SEAL: seal, TTT_BASE: base, ICL: icl, ORACLE: oracle}, 2, 500)}
+    gain = rows[f"{SEAL} - {TTT_BASE}"]
+    assert gain["difference"] == pytest.approx(20 / 30 - 0.25) and 0 < gain["ci95_low"] < gain["ci95_high"] < 1
+    assert rows[f"{TTT_BASE} - {ICL}"]["difference"] == pytest.approx(0.25)
+    assert rows[f"{TTT_BASE} - {ICL}"]["ci95_low"] == pytest.approx(0.25)  # no spread: a point interval
+    assert rows[f"{ORACLE} - {SEAL}"]["n_tasks"] == 29
+    two = [{"input_id": "a", "correct": "True"}, {"input_id": "a", "correct": "False"}]
+    assert success_by_task(two) == {"a": 0.5} and success_by_task(two, ORACLE) == {"a": 1.0}  # any config solves
 
 
 def test_oracle_solves_a_task_if_any_config_does():

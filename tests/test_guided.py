@@ -36,11 +36,26 @@ def test_draw_needs_a_choice():
 def test_slot_layout_writes_exactly_what_to_json_writes():
     config = ToolConfig(True, False, True, False, "output_tokens", 0.003, 7)
     layout, closing = slots([0.001, 0.003], [1, 7, 10])
-    values = ["true", "false", "true", "false", '"train_using_output_tokens"', "0.003", "7"]
+    values = [" true", " false", " true", " false", ' "train_using_output_tokens"', " 0.003", " 7"]
     text = "".join(slot.before + value for slot, value in zip(layout, values)) + closing
     assert text == to_json(config)
     for slot, value in zip(layout, values):
         assert value in slot.values
+        assert not slot.before.endswith(" ")  # the space is the value's: see the next test
+
+
+def test_choices_keep_the_tokenization_the_model_learnt(tiny_llama_dir):
+    """A prompt ending in a space would split " false" from its merged token and bias every flag to true."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    layout, _ = slots([0.001], [1])
+    for slot in layout:
+        before_ids = tokenizer(slot.before, add_special_tokens=False)["input_ids"]
+        for value in slot.values:
+            whole = tokenizer(slot.before + value, add_special_tokens=False)["input_ids"]
+            assert whole[: len(before_ids)] == before_ids  # the fixed text tokenizes the same inside the JSON
+            assert whole[len(before_ids):] == tokenizer(value, add_special_tokens=False)["input_ids"]
 
 
 class RecordingBackend:
@@ -67,8 +82,8 @@ def test_guided_completions_are_valid_configurations_built_slot_by_slot():
     assert parsed.config == ToolConfig(False, False, False, False, "output_tokens", 5e-3, 4)
     assert len(backend.requests) == 7 * 2 * 3  # one request per slot, prompt and sample
     last = backend.requests[-1]
-    assert last.prompt.startswith("P2:") and last.prompt.endswith('"num_train_epochs": ')
-    assert last.choices == ("2}", "4}")  # the closing character travels with the value
+    assert last.prompt.startswith("P2:") and last.prompt.endswith('"num_train_epochs":')
+    assert last.choices == (" 2}", " 4}")  # the space before and the closing character travel with the value
     assert len({r.seed for r in backend.requests}) == len(backend.requests)
     json.loads(out[1][2])
 

@@ -14,7 +14,9 @@ no ARC task of the workflow's train or evaluation selection is ever seen):
 ``organism_corpus`` is the variant for ``fewshot.data.source: organism``
 (``base_model.build.corpus: organism``): the same two formats on tasks of the
 organism's pretraining compositions only (``organism.py``), so the held-out
-compositions the workflow trains and evaluates on are never seen.
+compositions the workflow trains and evaluates on are never seen;
+``organism_colour_maps_corpus`` the one for the colour-map family
+(``organism_colours.py``): copy tasks only, so no colour map is ever seen.
 """
 
 from __future__ import annotations
@@ -122,7 +124,18 @@ def fewshot_corpus(n: int, seed: int, max_side: int = 5) -> list[str]:
 
 def organism_corpus(n: int, seed: int, max_side: int = 4) -> list[str]:
     """``n`` organism tasks of pretraining compositions (2-4 demonstrations), as ``fewshot_corpus``."""
-    tasks = make_tasks("pretrain", n, seed + 7_000_003, OrganismSettings(max_side, 2, 4))
+    return _episodes(make_tasks("pretrain", n, seed + 7_000_003, OrganismSettings(max_side, 2, 4)), seed)
+
+
+def organism_colour_maps_corpus(n: int, seed: int) -> list[str]:
+    """``n`` copy tasks of the colour-map family (2-4 demonstrations), as ``fewshot_corpus``."""
+    from . import organism_colours
+
+    return _episodes(organism_colours.make_tasks("pretrain", n, seed + 7_000_003, 2, 4), seed)
+
+
+def _episodes(tasks: list[ArcTask], seed: int) -> list[str]:
+    """Every task as a TTT episode, a third also as a self-edit episode, shuffled."""
     rng = random.Random(seed + 7_000_019)
     docs = []
     for i, task in enumerate(tasks):

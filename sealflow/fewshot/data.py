@@ -185,12 +185,16 @@ def select_tasks(
 
 def load_organism(data_cfg: dict, which: str) -> list[ArcTask]:
     """``n_train`` (``n_eval``) generated tasks of the organism's held-out training (evaluation)
-    compositions: the two sets of compositions are disjoint, and neither is pretrained on."""
-    from .organism import OrganismSettings, make_tasks  # only this source needs the generator
-
-    settings = OrganismSettings.from_config(data_cfg["organism"])  # min <= max demos: checked with the config
+    rules (compositions, or colour maps): the two sets of rules are disjoint, and neither is pretrained on."""
     seed = data_cfg["seed"] if data_cfg.get("seed") is not None else 0
-    return make_tasks(which, int(data_cfg[f"n_{which}"]), seed, settings)
+    n, shape = int(data_cfg[f"n_{which}"]), data_cfg["organism"]  # min <= max demos: checked with the config
+    if shape.get("family", "compositions") == "colour_maps":
+        from . import organism_colours  # only this source needs the generators
+
+        return organism_colours.make_tasks(which, n, seed, int(shape["min_demos"]), int(shape["max_demos"]))
+    from .organism import OrganismSettings, make_tasks
+
+    return make_tasks(which, n, seed, OrganismSettings.from_config(shape))
 
 
 def load_pool(data_cfg: dict, which: str) -> list[ArcTask]:

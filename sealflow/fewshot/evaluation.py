@@ -13,10 +13,12 @@ from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
 from ..records import parse_bool
-from ..stats import wilson_interval
+from ..stats import paired_bootstrap_interval, wilson_interval
 from .toolconfig import ToolConfig, parse_self_edit
 
 SUMMARY_COLUMNS = ["method", "round", "n_tasks", "n_attempts", "n_solved", "success_rate", "ci95_low", "ci95_high"]
+EFFECT_COLUMNS = ["pair", "method", "baseline", "setting", "difference", "ci95_low", "ci95_high", "n_tasks",
+                  "ci_method"]
 DETAIL_COLUMNS = ["method", "round", "input_id", "edit_id", "sample", "config", "valid", "reason", "n_examples",
                   "steps", "seconds", "answer", "gold", "correct"]
 
@@ -71,3 +73,35 @@ def oracle_configs(entries: Sequence[Mapping]) -> list[ToolConfig]:
             raise ValueError(f"fewshot.evaluation.oracle[{number}] is not a valid tool configuration: {parsed.reason}")
         configs.append(parsed.config)
     return configs
+
+
+def success_by_task(rows: Iterable[Mapping], method: str = "") -> dict[str, float]:
+    """Per task, the share of its attempts solved (ICL: 0 or 1); the oracle's rows are
+    configurations, and it solves a task (1) when any of them does."""
+    rows = list(rows)
+    if method == ORACLE:
+        return {task: float(solved) for task, solved in oracle_solved(rows).items()}
+    attempts: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        attempts[str(r["input_id"])].append(parse_bool(r["correct"]))
+    return {task: sum(a) / len(a) for task, a in attempts.items()}
+
+
+def paired_effects(success: Mapping[str, Mapping[str, float]], rounds: int, samples: int = 2000,
+                   seed: int = 0) -> list[dict]:
+    """SEAL - TTT with base self-edits, TTT with base self-edits - ICL, oracle - SEAL, on the tasks all share.
+
+    ``success`` maps a method to its ``success_by_task``; a pair with a missing method is left out.
+    """
+    pairs = [(SEAL if rounds else TTT_BASE, TTT_BASE), (TTT_BASE, ICL), (ORACLE, SEAL)]
+    out = []
+    for method, baseline in pairs:
+        if method == baseline or method not in success or baseline not in success:
+            continue
+        tasks = sorted(set(success[method]) & set(success[baseline]))
+        diff, low, high = paired_bootstrap_interval([success[method][t] for t in tasks],
+                                                    [success[baseline][t] for t in tasks], samples, seed)
+        out.append({"pair": f"{method} - {baseline}", "method": method, "baseline": baseline,
+                    "setting": "evaluation tasks", "difference": diff, "ci95_low": low, "ci95_high": high,
+                    "n_tasks": len(tasks), "ci_method": "paired bootstrap over tasks"})
+    return out

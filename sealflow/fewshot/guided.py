@@ -35,7 +35,11 @@ def slots(learning_rates: Sequence[float], epochs: Sequence[int]) -> tuple[list[
     """The slots in the order ``toolconfig.to_json`` writes them, and the closing text.
 
     The fixed text comes from the same layout ``to_json`` serialises, with a marker in
-    place of each value, so the two cannot drift apart."""
+    place of each value, so the two cannot drift apart. The space before a value belongs
+    to the value: a BPE tokenizer writes ``": false`` as ``":`` ``Ġfalse`` but ``": true``
+    as ``":`` ``Ġ`` ``true`` (whichever merges it learnt), so a prompt that ended with the
+    space would leave "false" only the spelling the model never saw (``f`` ``al`` ``se``)
+    and the policy would pick "true" every time."""
     choices = {
         **{key: ("true", "false") for key in FLAG_KEYS},
         "strategy": ('"train_using_all_tokens"', '"train_using_output_tokens"'),
@@ -44,7 +48,12 @@ def slots(learning_rates: Sequence[float], epochs: Sequence[int]) -> tuple[list[
     }
     text = json.dumps(nested_layout({key: f"@{key}@" for key in choices}))
     parts = re.split(r'"@(\w+)@"', text)  # before, key, before, key, ..., closing
-    return [Slot(key, before, choices[key]) for before, key in zip(parts[0:-1:2], parts[1::2])], parts[-1]
+    layout = []
+    for before, key in zip(parts[0:-1:2], parts[1::2]):
+        fixed = before.rstrip(" ")
+        space = before[len(fixed):]
+        layout.append(Slot(key, fixed, tuple(space + value for value in choices[key])))
+    return layout, parts[-1]
 
 
 def guided_completions(backend: Backend, prompts: Sequence[str], seeds: Sequence[int], k: int, temperature: float,

@@ -24,6 +24,7 @@ _CORPORA = {
     ("knowledge", "synthetic"): ("sealflow.knowledge.corpus", "knowledge_corpus"),
     ("fewshot", "synthetic"): ("sealflow.fewshot.corpus", "fewshot_corpus"),
     ("fewshot", "organism"): ("sealflow.fewshot.corpus", "organism_corpus"),
+    ("fewshot", "organism_colour_maps"): ("sealflow.fewshot.corpus", "organism_colour_maps_corpus"),
 }
 
 

@@ -16,8 +16,9 @@ from ..backends import BackendSettings
 from ..backends.owner import DeviceOwner
 from ..devices import resolve_placement
 from ..fewshot.data import read_tasks
-from ..fewshot.evaluation import (DETAIL_COLUMNS, ICL, ORACLE, SUMMARY_COLUMNS, method_for_round, oracle_configs,
-                                  summarize_attempts, summarize_oracle)
+from ..fewshot.evaluation import (DETAIL_COLUMNS, EFFECT_COLUMNS, ICL, ORACLE, SUMMARY_COLUMNS, method_for_round,
+                                  oracle_configs, paired_effects, success_by_task, summarize_attempts,
+                                  summarize_oracle)
 from ..fewshot.inner import TTTSettings, plan_for_config, plans_for_edits
 from ..fewshot.sampling import SamplingSettings, sample_self_edits
 from ..fewshot.scoring import Answer, ScoringSettings, answer_all, is_correct
@@ -135,20 +136,34 @@ def oracle(config: dict, *, tasks: str, policy: str, root: str, manifest: str, d
                solved_tasks=sorted({r["input_id"] for r in detail if r["correct"]}))
 
 
-def summary(config: dict, *, icl: str, ttt: Sequence[str], oracle: str, out: str) -> None:
-    """One row per method; ``ttt[p]`` holds TTT with self-edits of the policy after ``p`` updates (of round p + 1)."""
+def summary(config: dict, *, icl: str, ttt: Sequence[str], oracle: str, out: str, effects: str) -> None:
+    """One row per method (``out``) and paired differences between methods (``effects``).
+
+    ``ttt[p]`` holds TTT with self-edits of the policy after ``p`` updates (of round p + 1).
+    """
     icl_path, ttt_paths, oracle_path = icl, ttt, oracle
     rounds = int(config["fewshot"]["rounds"])
 
     def rows_of(path: str) -> list[dict]:
         return pd.read_csv(path, keep_default_na=False, dtype=str).to_dict("records")
 
-    table = [summarize_attempts(ICL, 0, rows_of(icl_path))]
+    detail = {ICL: rows_of(icl_path), ORACLE: rows_of(oracle_path)}
+    table = [summarize_attempts(ICL, 0, detail[ICL])]
     for p, path in enumerate(ttt_paths):
-        table.append(summarize_attempts(method_for_round(p, rounds), p, rows_of(path)))
-    table.append(summarize_oracle(rows_of(oracle_path)))
+        detail[method_for_round(p, rounds)] = rows_of(path)
+        table.append(summarize_attempts(method_for_round(p, rounds), p, detail[method_for_round(p, rounds)]))
+    table.append(summarize_oracle(detail[ORACLE]))
     write_csv(out, table, SUMMARY_COLUMNS)
     write_meta(out, config, rounds=rounds, eval_k=config["fewshot"]["evaluation"]["eval_k"])
+    samples = int(config["fewshot"]["evaluation"]["bootstrap_samples"])
+    effect_rows = paired_effects({m: success_by_task(rows, m) for m, rows in detail.items()}, rounds, samples,
+                                 config["seed"])
+    write_csv(effects, effect_rows, EFFECT_COLUMNS)
+    write_meta(effects, config, interval=f"95% percentile bootstrap of the mean paired difference, {samples} "
+               "resamples of the evaluation tasks; per task, a method's share of solved attempts")
+    for row in effect_rows:
+        log.info("%s: %+.3f (95%% CI %+.3f, %+.3f) over %d tasks", row["pair"], row["difference"], row["ci95_low"],
+                 row["ci95_high"], row["n_tasks"])
     for row in table:
         log.info("%-22s round %s: %d/%d solved (%.1f%%, 95%% CI %.1f-%.1f%%)", row["method"], row["round"],
                  row["n_solved"], row["n_attempts"], 100 * row["success_rate"], 100 * row["ci95_low"],

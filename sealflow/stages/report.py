@@ -45,6 +45,24 @@ def examples(*, domain: str, r: int, rewards: PathLike, edits: Sequence[PathLike
     log.info("%d examples written to %s", len(picked), out)
 
 
+def fewshot_choices(*, rewards: Sequence[PathLike], edits: Sequence[PathLike], n_shards: int, out: PathLike) -> None:
+    """ARC: per round, the share of self-edits choosing each configuration value and its mean reward.
+
+    ``edits`` lists every round's ``n_shards`` self-edit files, round after round.
+    """
+    from ..fewshot.choices import CHOICE_COLUMNS, choice_rows
+
+    rows = []
+    for r, reward_path in enumerate(rewards, start=1):
+        edit_paths = edits[(r - 1) * n_shards : r * n_shards]
+        rows += choice_rows(r, pd.read_csv(reward_path).to_dict("records"),
+                            [row for path in edit_paths for row in read_jsonl(path)])
+    frame = pd.DataFrame(rows, columns=CHOICE_COLUMNS)
+    write_text(out, tables.frame_html(frame, "ARC: configuration choices per round",
+                                      "share: of the round's parseable self-edits; mean reward: of those choosing "
+                                      "the value (1 = solved its task)"))
+
+
 def heldout(*, summary: PathLike, effects: PathLike, plot: PathLike, table: PathLike, effects_plot: PathLike) -> None:
     """Held-out knowledge accuracy by method and setting (chart and table) and the paired differences."""
     plots.save_figure(plots.paired_effects(pd.read_csv(effects), "Knowledge incorporation: paired differences"),
@@ -60,8 +78,10 @@ def forgetting(*, matrix: PathLike, method: str, out: PathLike) -> None:
     plots.save_figure(plots.forgetting_curve(plots.read_matrix(matrix), method), out)
 
 
-def fewshot_eval(*, summary: PathLike, plot: PathLike, table: PathLike) -> None:
-    """ARC success rate by method: chart and table."""
+def fewshot_eval(*, summary: PathLike, effects: PathLike, plot: PathLike, table: PathLike,
+                 effects_plot: PathLike) -> None:
+    """ARC success rate by method (chart and table) and the paired differences between methods."""
+    plots.save_figure(plots.paired_effects(pd.read_csv(effects), "Few-shot ARC: paired differences"), effects_plot)
     data = pd.read_csv(summary)
     plots.save_figure(plots.arc_success(data, "Few-shot ARC: success rate on held-out tasks"), plot)
     write_text(table, tables.frame_html(tables.format_summary(data), "ARC success by method",
