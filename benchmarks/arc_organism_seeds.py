@@ -13,18 +13,13 @@ bootstrap that resamples each seed's tasks within that seed), written to
 
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import yaml
+from seed_runs import REPO, read_csv, run_seeds, seed_arguments, write_csv
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
@@ -33,11 +28,6 @@ def seed_config(base: dict, seed: int, run: str) -> dict:
     cfg["run"], cfg["seed"] = run, seed
     cfg["fewshot"]["data"]["seed"] = seed
     return cfg
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def choices_per_round(fewshot: Path) -> list[dict]:
@@ -77,30 +67,8 @@ def pooled_effects(eval_dirs: list[Path]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/fewshot-organism.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--run", default="arc-organism")
-    parser.add_argument("--no-run", action="store_true", help="only summarise finished runs")
-    args = parser.parse_args()
-
-    base = yaml.safe_load(open(REPO / args.config))
-    folder = REPO / "results" / f"{args.run}-seeds"
-    folder.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
-        run = f"{args.run}-seed{seed}"
-        runs.append((seed, run))
-        if args.no_run:
-            continue
-        path = folder / f"config-seed{seed}.yaml"
-        path.write_text(yaml.safe_dump(seed_config(base, seed, run), sort_keys=False))
-        started = time.time()
-        cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", str(args.cores),
-               "--configfile", str(path), "--rerun-triggers", "mtime"]
-        subprocess.run(cmd, cwd=REPO, check=True)
-        print(f"seed {seed}: workflow finished in {time.time() - started:.0f} s", flush=True)
+    args = seed_arguments(__doc__.splitlines()[0], "config/fewshot-organism.yaml", "arc-organism")
+    folder, runs = run_seeds(args, seed_config)
 
     for seed, run in runs:
         fewshot = REPO / "results" / run / "fewshot"
@@ -122,10 +90,7 @@ def main() -> None:
     for row in pooled:
         print(f"  {row['pair']:40s} {row['difference']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}] "
               f"n={row['n_tasks']}")
-    with open(folder / "pooled_effects.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(pooled[0]) if pooled else ["pair"])
-        writer.writeheader()
-        writer.writerows(pooled)
+    write_csv(folder / "pooled_effects.csv", pooled)
 
 
 if __name__ == "__main__":

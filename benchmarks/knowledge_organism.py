@@ -16,17 +16,10 @@ separate run, so it never overwrites the demo's results).
 
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from seed_runs import REPO, read_csv, run_seeds, seed_arguments, write_csv
 
 
 def seed_config(base: dict, seed: int, run: str) -> dict:
@@ -36,36 +29,9 @@ def seed_config(base: dict, seed: int, run: str) -> dict:
     return cfg
 
 
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--run", default="organism")
-    parser.add_argument("--no-run", action="store_true", help="only summarise finished runs")
-    args = parser.parse_args()
-
-    base = yaml.safe_load(open(REPO / args.config))
-    folder = REPO / "results" / f"{args.run}-seeds"
-    folder.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
-        run = f"{args.run}-seed{seed}"
-        path = folder / f"config-seed{seed}.yaml"
-        runs.append((seed, run))
-        if args.no_run:  # summarise only: the config files stay those the runs were made with
-            continue
-        path.write_text(yaml.safe_dump(seed_config(base, seed, run), sort_keys=False))
-        started = time.time()
-        cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", str(args.cores),
-               "--configfile", str(path), "--rerun-triggers", "mtime"]
-        subprocess.run(cmd, cwd=REPO, check=True)
-        print(f"seed {seed}: workflow finished in {time.time() - started:.0f} s", flush=True)
+    args = seed_arguments(__doc__.splitlines()[0], "config/config.yaml", "organism")
+    folder, runs = run_seeds(args, seed_config)
 
     effects_seen: dict[str, list[bool]] = {}
     for seed, run in runs:
@@ -93,10 +59,7 @@ def main() -> None:
     for row in pooled:
         print(f"  {row['pair']:36s} {row['difference']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}] "
               f"n={row['n_questions']}")
-    with open(folder / "pooled_effects.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(pooled[0]) if pooled else ["pair"])
-        writer.writeheader()
-        writer.writerows(pooled)
+    write_csv(folder / "pooled_effects.csv", pooled)
 
 
 def pooled_effects(heldout_dirs: list[Path]) -> list[dict]:

@@ -56,8 +56,8 @@ def test_maps_change_every_colour_and_the_two_sides_never_share_one():
 def test_held_out_tasks_show_their_map_and_determine_the_answer():
     for split in ("train", "eval"):
         for task in oc.make_tasks(split, 30, seed=3, min_demos=2, max_demos=3):
-            name = oc.map_of(task.id)
-            mapping = {int(name[i]): int(name[i + 1]) for i in range(3, len(name), 2)}
+            mapping = oc.mapping_of(task.id)
+            assert oc.map_name(mapping) == oc.map_of(task.id)
             assert oc.split_of_map(mapping) == split and 2 <= len(task.train) <= 3
             seen = set().union(*(colours(e.input) for e in task.train))
             assert colours(task.query.input) <= seen  # every colour of the query is demonstrated
@@ -117,8 +117,7 @@ def copy_model(tmp_path_factory) -> str:
 
 def with_query(task: ArcTask, grid) -> ArcTask:
     """The task's demonstrations with another input of the same map as its query."""
-    name = oc.map_of(task.id)
-    mapping = {int(name[i]): int(name[i + 1]) for i in range(3, len(name), 2)}
+    mapping = oc.mapping_of(task.id)
     return ArcTask(f"{task.id}-q", list(task.train), [Example(grid, oc.apply_map(mapping, grid))])
 
 

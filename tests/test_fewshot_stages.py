@@ -166,7 +166,7 @@ def test_paired_effects_subtract_the_baseline_task_by_task():
     seal = {t: (1.0 if i < 20 else 0.0) for i, t in enumerate(tasks)}
     icl = {t: 0.0 for t in tasks}
     oracle = {t: 1.0 for t in tasks[:-1]}  # a task missing from a method is left out of its pairs
-    rows = {r["pair"]: r for r in paired_effects({SEAL: seal, TTT_BASE: base, ICL: icl, ORACLE: oracle}, 2, 500)}
+    rows = {r["pair"]: r for r in paired_effects({SEAL: seal, TTT_BASE: base, ICL: icl, ORACLE: oracle}, 500)}
     gain = rows[f"{SEAL} - {TTT_BASE}"]
     assert gain["difference"] == pytest.approx(20 / 30 - 0.25) and 0 < gain["ci95_low"] < gain["ci95_high"] < 1
     assert rows[f"{TTT_BASE} - {ICL}"]["difference"] == pytest.approx(0.25)

@@ -87,16 +87,14 @@ def success_by_task(rows: Iterable[Mapping], method: str = "") -> dict[str, floa
     return {task: sum(a) / len(a) for task, a in attempts.items()}
 
 
-def paired_effects(success: Mapping[str, Mapping[str, float]], rounds: int, samples: int = 2000,
-                   seed: int = 0) -> list[dict]:
+def paired_effects(success: Mapping[str, Mapping[str, float]], samples: int = 2000, seed: int = 0) -> list[dict]:
     """SEAL - TTT with base self-edits, TTT with base self-edits - ICL, oracle - SEAL, on the tasks all share.
 
     ``success`` maps a method to its ``success_by_task``; a pair with a missing method is left out.
     """
-    pairs = [(SEAL if rounds else TTT_BASE, TTT_BASE), (TTT_BASE, ICL), (ORACLE, SEAL)]
     out = []
-    for method, baseline in pairs:
-        if method == baseline or method not in success or baseline not in success:
+    for method, baseline in [(SEAL, TTT_BASE), (TTT_BASE, ICL), (ORACLE, SEAL)]:
+        if method not in success or baseline not in success:
             continue
         tasks = sorted(set(success[method]) & set(success[baseline]))
         diff, low, high = paired_bootstrap_interval([success[method][t] for t in tasks],

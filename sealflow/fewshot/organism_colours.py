@@ -108,3 +108,9 @@ def make_tasks(split: str, n: int, seed: int, min_demos: int, max_demos: int) ->
 def map_of(task_id: str) -> str:
     """The map name an organism task id ends with (``org-eval-003-map152743``)."""
     return task_id.split("-", 3)[3]
+
+
+def mapping_of(task_id: str) -> dict[int, int]:
+    """The colour map a held-out task id names (the inverse of ``map_name``)."""
+    digits = map_of(task_id)[len("map"):]
+    return {int(digits[i]): int(digits[i + 1]) for i in range(0, len(digits), 2)}

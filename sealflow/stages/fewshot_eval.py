@@ -150,14 +150,14 @@ def summary(config: dict, *, icl: str, ttt: Sequence[str], oracle: str, out: str
     detail = {ICL: rows_of(icl_path), ORACLE: rows_of(oracle_path)}
     table = [summarize_attempts(ICL, 0, detail[ICL])]
     for p, path in enumerate(ttt_paths):
-        detail[method_for_round(p, rounds)] = rows_of(path)
-        table.append(summarize_attempts(method_for_round(p, rounds), p, detail[method_for_round(p, rounds)]))
+        method = method_for_round(p, rounds)
+        detail[method] = rows_of(path)
+        table.append(summarize_attempts(method, p, detail[method]))
     table.append(summarize_oracle(detail[ORACLE]))
     write_csv(out, table, SUMMARY_COLUMNS)
     write_meta(out, config, rounds=rounds, eval_k=config["fewshot"]["evaluation"]["eval_k"])
     samples = int(config["fewshot"]["evaluation"]["bootstrap_samples"])
-    effect_rows = paired_effects({m: success_by_task(rows, m) for m, rows in detail.items()}, rounds, samples,
-                                 config["seed"])
+    effect_rows = paired_effects({m: success_by_task(rows, m) for m, rows in detail.items()}, samples, config["seed"])
     write_csv(effects, effect_rows, EFFECT_COLUMNS)
     write_meta(effects, config, interval=f"95% percentile bootstrap of the mean paired difference, {samples} "
                "resamples of the evaluation tasks; per task, a method's share of solved attempts")
