@@ -162,8 +162,10 @@ def fs_round_policy(wildcards):
 
 
 def update_input_policy(wildcards):
-    """update_policy for round r trains the policy of round r-1 on round r-1's kept edits."""
-    return ids.policy_dir(f"{OUT}/{wildcards.domain}", int(wildcards.r) - 1)
+    """update_policy for round r trains the policy of round r-1 (or, per sft.start_from, the base
+    model) on round r-1's kept edits."""
+    start_from = config[wildcards.domain]["sft"]["start_from"]
+    return ids.update_start_policy(f"{OUT}/{wildcards.domain}", int(wildcards.r), start_from)
 
 
 def update_input_filtered(wildcards):

@@ -6,8 +6,10 @@ declare files, and the stages import it to write them, so the two cannot drift a
 
 Rounds are numbered the same way in both domains: round ``r`` samples from, and
 adapts, *the policy of round r*: the base model for r = 1, else the model that round
-r - 1's ReST-EM update wrote to ``round{r}/policy``. The policy of round r has had
-``r - 1`` updates; summaries report that count in their ``round`` column.
+r - 1's ReST-EM update wrote to ``round{r}/policy``. The policy of round r is the product of
+``r - 1`` ReST-EM rounds; summaries report that count in their ``round`` column. Each update
+fine-tunes the previous round's policy, or with ``sft.start_from: base`` the base model again
+(ReST-EM as Singh et al. define it), on the previous round's kept self-edits.
 """
 
 from __future__ import annotations
@@ -108,3 +110,21 @@ def policy_dir(domain_dir: str, round_: int) -> str:
     if round_ < 1:
         raise ValueError(f"rounds start at 1, got {round_}")
     return base_model_dir(domain_dir) if round_ == 1 else f"{domain_dir}/round{round_}/policy"
+
+
+SFT_STARTS = ("previous", "base")
+
+
+def update_start_policy(domain_dir: str, round_: int, start_from: str) -> str:
+    """The model that the update writing the policy of round ``round_`` fine-tunes.
+
+    ``previous``: the policy of round ``round_ - 1`` (updates stack up, as in the SEAL authors'
+    scripts); ``base``: the base model every time, so a policy is one update away from it and
+    drifts no further however many rounds run, while its training data still come from the
+    improved policy of the round before.
+    """
+    if round_ < 2:
+        raise ValueError(f"round 1's policy is the base model; updates write rounds 2 and later, got {round_}")
+    if start_from not in SFT_STARTS:
+        raise ValueError(f"sft.start_from must be one of {SFT_STARTS}, got {start_from!r}")
+    return policy_dir(domain_dir, round_ - 1 if start_from == "previous" else 1)

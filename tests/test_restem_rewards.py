@@ -189,3 +189,34 @@ def test_a_backend_that_returns_fewer_completions_is_an_error():
     assert completions_of(requests, [["x", "y"], ["z", "w"]]) == [["x", "y"], ["z", "w"]]
     with pytest.raises(RuntimeError, match="1 of 2 completions for request 1"):
         completions_of(requests, [["x", "y"], ["z"]])
+
+
+def test_each_update_starts_from_the_previous_policy_or_from_the_base_model():
+    from sealflow import ids
+
+    kn = "results/r/knowledge"
+    assert ids.update_start_policy(kn, 2, "previous") == ids.update_start_policy(kn, 2, "base") == f"{kn}/base/model"
+    assert ids.update_start_policy(kn, 3, "previous") == f"{kn}/round2/policy"
+    assert ids.update_start_policy(kn, 3, "base") == f"{kn}/base/model"
+    with pytest.raises(ValueError, match="start_from"):
+        ids.update_start_policy(kn, 3, "bse")
+    with pytest.raises(ValueError, match="round 1"):
+        ids.update_start_policy(kn, 1, "base")
+
+
+@pytest.mark.parametrize("start_from, fine_tuned", [("previous", "round2/policy"), ("base", "base/model")])
+def test_the_update_rule_fine_tunes_the_model_that_sft_start_from_names(tmp_path, start_from, fine_tuned):
+    """The wiring, by a dry run: which model round 3's policy update reads."""
+    import yaml
+    from workflow import copy_workflow, run_snakemake
+
+    work = copy_workflow(tmp_path / "wf")
+    (work / "start.yaml").write_text(yaml.safe_dump({"knowledge": {"sft": {"start_from": start_from}}}))
+    kn = "results/test/knowledge"
+    dry = run_snakemake(work, f"{kn}/round3/policy", "--configfile", "config/test.yaml", "start.yaml", "-n")
+    update = next(block for block in (dry.stdout + dry.stderr).split("\nrule ")
+                  if block.startswith("update_policy") and f"{kn}/round3/policy" in block)
+    inputs = next(line for line in update.splitlines() if line.strip().startswith("input:"))
+    assert f"{kn}/{fine_tuned}" in inputs and f"{kn}/round2/filtered.jsonl" in inputs
+    other = "base/model" if fine_tuned == "round2/policy" else "round2/policy"
+    assert f"{kn}/{other}" not in inputs
