@@ -3,10 +3,10 @@
 Each seed is a complete, independent run of ``config/fewshot-organism.yaml`` (its own base
 model, tasks, sampling and LoRA seeds): ``seed`` and ``fewshot.data.seed`` are both set to it.
 The script runs the workflow per seed (resuming what is finished), then prints per seed the
-evaluation table, the paired effects, the training rewards per round and which configuration
-choices the policy sampled and which paid off; then the effects pooled over the seeds (a
-bootstrap that resamples each seed's tasks within that seed), written to
-``results/<run>-seeds/pooled_effects.csv``.
+evaluation table, the paired effects, what each oracle configuration solves alone, the training
+rewards per round and which configuration choices the policy sampled and which paid off; then the
+effects pooled over the seeds (a bootstrap that resamples each seed's tasks within that seed),
+written to ``results/<run>-seeds/pooled_effects.csv``.
 
     python benchmarks/arc_organism_seeds.py --seeds 0 1 2 [--config config/fewshot-organism.yaml] [--cores 2]
 """
@@ -40,6 +40,18 @@ def choices_per_round(fewshot: Path) -> list[dict]:
                  for line in path.read_text().splitlines() if line.strip()]
         out += choice_rows(int(rewards_path.parent.name[5:]), read_csv(rewards_path), edits)
     return out
+
+
+def fixed_configurations(eval_dir: Path) -> list[tuple[int, int, str]]:
+    """Per oracle configuration: (tasks it solves alone, tasks, its JSON); the oracle takes the best per task."""
+    solved: dict[str, set] = {}
+    tasks = set()
+    for row in read_csv(eval_dir / "oracle.csv"):
+        tasks.add(row["input_id"])
+        solved.setdefault(row["config"], set())
+        if row["correct"] == "True":
+            solved[row["config"]].add(row["input_id"])
+    return [(len(ids), len(tasks), config) for config, ids in solved.items()]
 
 
 def pooled_effects(eval_dirs: list[Path]) -> list[dict]:
@@ -79,6 +91,8 @@ def main() -> None:
         for row in read_csv(fewshot / "eval" / "effects.csv"):
             print(f"  {row['pair']:40s} {float(row['difference']):+.3f} "
                   f"[{float(row['ci95_low']):+.3f}, {float(row['ci95_high']):+.3f}] n={row['n_tasks']}")
+        for n_solved, n_tasks, config in fixed_configurations(fewshot / "eval"):
+            print(f"  fixed configuration alone {n_solved:3d}/{n_tasks} {config}")
         for rewards in sorted(fewshot.glob("round*/rewards.csv")):
             values = [float(r["reward_mean"]) for r in read_csv(rewards)]
             print(f"  training {rewards.parent.name}: {sum(values):.0f}/{len(values)} self-edits solved their task")
