@@ -29,7 +29,7 @@ run: setup
 run-fewshot:
 	$(MAKE) run CONFIG=config/fewshot.yaml RUN=arc-demo
 
-# The ARC model organism (colour maps only test-time training learns): about half an hour on 2 cores.
+# The ARC model organism (colour maps only test-time training learns): about 35 minutes on 2 cores.
 run-arc-organism:
 	$(MAKE) run CONFIG=config/fewshot-organism.yaml RUN=arc-organism
 
