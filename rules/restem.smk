@@ -30,7 +30,7 @@ rule update_policy:
         out=directory(f"{OUT}/{{domain}}/round{{r}}/policy"),
     params:
         stage="restem.update",
-        settings=domain_uses("seed", "device", "{domain}.sft"),
+        settings=domain_uses("seed", "device", "{domain}.sft", "{domain}.base_model"),  # base_model: sft.replay's corpus
     log:
         f"{OUT}/logs/{{domain}}/round{{r}}/update_policy.log",
     benchmark:

@@ -39,6 +39,10 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"{domain}.base_model.path is a GGUF file: set it as {domain}.base_model.source "
                               "(converted once to a Hugging Face folder)")
         _require_divisible(cfg, domain, "n_train", "shard_size")
+        if cfg[domain]["sft"].get("replay") and (base.get("path") or base.get("source")):
+            raise ConfigError(f"{domain}.sft.replay={cfg[domain]['sft']['replay']} mixes in the pretraining corpus "
+                              f"of a built base model, but {domain}.base_model names a real one (its corpus is "
+                              "not at hand): set replay to 0")
         keep, k = cfg[domain]["restem"]["keep_top_k"], cfg[domain]["self_edits"]["k"]
         if keep > k:
             raise ConfigError(f"{domain}.restem.keep_top_k={keep} exceeds {domain}.self_edits.k={k}")

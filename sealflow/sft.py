@@ -7,6 +7,7 @@ the next policy is a plain model folder that ``from_pretrained`` and vLLM both l
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -19,13 +20,22 @@ from .modeling import load_model, load_tokenizer, resolve_model_path
 log = logging.getLogger(__name__)
 
 
-def sft_examples(rows: Sequence[Mapping]) -> list[TrainExample]:
-    return [TrainExample(completion=str(r["completion"]), prompt=str(r["prompt"])) for r in rows]
+def sft_examples(rows: Sequence[Mapping], replay: Sequence[str] = ()) -> list[TrainExample]:
+    """Kept (prompt, self-edit) pairs, then ``replay`` documents as plain text (no prompt: every token learnt)."""
+    kept = [TrainExample(completion=str(r["completion"]), prompt=str(r["prompt"])) for r in rows]
+    return kept + [TrainExample(completion=doc) for doc in replay]
+
+
+def replay_documents(corpus: Sequence[str], n: int, seed: int, round_: int) -> list[str]:
+    """``n`` pretraining documents for round ``round_``'s update: a fresh draw each round, the same on a rerun."""
+    if n > len(corpus):
+        raise ValueError(f"sft.replay={n} exceeds the {len(corpus)} documents of the pretraining corpus")
+    return random.Random(f"replay:{seed}:{round_}").sample(list(corpus), n)
 
 
 def update_policy(policy: str, rows: Sequence[Mapping], lora: LoraSettings, settings: TrainSettings,
-                  out_dir: str | Path, placement: Placement) -> dict:
-    """Write the next policy to ``out_dir``; with no rows it is a copy of ``policy``."""
+                  out_dir: str | Path, placement: Placement, replay: Sequence[str] = ()) -> dict:
+    """Write the next policy to ``out_dir``; with no rows it is a copy of ``policy`` (replay alone is no update)."""
     if not rows:
         log.warning("the filter kept no self-edits: the next policy equals the current one")
         with atomic_dir(out_dir) as tmp:
@@ -33,7 +43,7 @@ def update_policy(policy: str, rows: Sequence[Mapping], lora: LoraSettings, sett
         return {"examples": 0, "steps": 0, "copied_from": str(policy)}
     tokenizer = load_tokenizer(policy)
     model = load_model(policy, placement)
-    examples = sft_examples(rows)
+    examples = sft_examples(rows, replay)
     peft_model, stats = train_lora(model, tokenizer, examples, lora, settings, mask_prompt=True)
     if stats.steps == 0:
         raise ValueError(f"the policy update has {len(examples)} kept self-edits but nothing to learn from them: "
@@ -44,6 +54,6 @@ def update_policy(policy: str, rows: Sequence[Mapping], lora: LoraSettings, sett
     with atomic_dir(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    log.info("policy update: %d examples, %d steps, loss %s -> %s", len(examples), stats.steps,
-             stats.first_loss, stats.final_loss)
-    return {**stats.summary(), "base": resolve_model_path(policy)}
+    log.info("policy update: %d examples (%d replayed documents), %d steps, loss %s -> %s", len(examples),
+             len(replay), stats.steps, stats.first_loss, stats.final_loss)
+    return {**stats.summary(), "base": resolve_model_path(policy), "replayed": len(replay)}

@@ -220,3 +220,27 @@ def test_the_update_rule_fine_tunes_the_model_that_sft_start_from_names(tmp_path
     assert f"{kn}/{fine_tuned}" in inputs and f"{kn}/round2/filtered.jsonl" in inputs
     other = "base/model" if fine_tuned == "round2/policy" else "round2/policy"
     assert f"{kn}/{other}" not in inputs
+
+
+def test_replay_adds_whole_documents_after_the_kept_self_edits_a_fresh_draw_each_round():
+    from sealflow.sft import replay_documents, sft_examples
+
+    corpus = [f"doc {i}" for i in range(50)]
+    first, again, second = (replay_documents(corpus, 5, seed=0, round_=r) for r in (1, 1, 2))
+    assert first == again and first != second and len(set(first)) == 5 and set(first) <= set(corpus)
+    examples = sft_examples([{"prompt": "P", "completion": "C"}], first)
+    assert [(e.prompt, e.completion) for e in examples] == [("P", "C")] + [("", d) for d in first]
+    with pytest.raises(ValueError, match="sft.replay=51"):
+        replay_documents(corpus, 51, seed=0, round_=1)
+
+
+def test_replay_needs_a_built_base_model(tmp_path):
+    import yaml
+    from sealflow.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load(open("config/config.yaml"))
+    cfg["knowledge"]["sft"]["replay"] = 8
+    validate_config(cfg, "config/schema.yaml")  # built: fine
+    cfg["knowledge"]["base_model"]["path"] = "Qwen/Qwen2.5-7B"
+    with pytest.raises(ConfigError, match=r"knowledge\.sft\.replay=8"):
+        validate_config(cfg, "config/schema.yaml")

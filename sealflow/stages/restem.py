@@ -32,7 +32,20 @@ def filter_edits(config: dict, *, domain: str, rewards: str, edits: list[str], o
     log.info("kept %d of %d self-edits over %d inputs", len(kept), len(edits), n_inputs)
 
 
-def update(config: dict, *, domain: str, policy: str, filtered: str, out: str) -> None:
+def replay_for(config: dict, domain: str, round_: int) -> list[str]:
+    """The pretraining documents ``{domain}.sft.replay`` mixes into round ``round_``'s update."""
+    n = int(config[domain]["sft"].get("replay") or 0)
+    if not n:
+        return []
+    from ..base_model import BuildSettings
+    from ..sft import replay_documents
+    from .base import corpus_for
+
+    settings = BuildSettings.from_config(config[domain]["base_model"]["build"])
+    return replay_documents(corpus_for(domain, settings, config["seed"]), n, config["seed"], round_)
+
+
+def update(config: dict, *, domain: str, r: int, policy: str, filtered: str, out: str) -> None:
     from ..sft import update_policy  # torch: only in this stage
 
     filtered_path = filtered
@@ -40,5 +53,5 @@ def update(config: dict, *, domain: str, policy: str, filtered: str, out: str) -
     rows = read_jsonl(filtered_path)
     stats = update_policy(policy, rows, LoraSettings.from_config(scfg["lora"]),
                           TrainSettings.from_config(scfg, seed=config["seed"]), out,
-                          resolve_placement(config["device"]))
+                          resolve_placement(config["device"]), replay=replay_for(config, domain, r))
     write_meta(Path(out), config, seed=config["seed"], domain=domain, **stats)
