@@ -127,8 +127,12 @@ def adapters_of_manifest(wildcards, output):
 
 
 def adapter_outputs(domain):
-    """The adapter files of one shard, with {r} and {s} left as wildcards."""
-    return ids.adapter_files(adapter_root(domain, "{r}", "{s}"), slots_of(domain), trained_repeats(domain))
+    """The adapter files of one shard, with {r} and {s} left as wildcards (with a passage-only
+    baseline, one more adapter per passage)."""
+    slots = slots_of(domain)
+    if domain == "knowledge" and config["knowledge"]["inner_loop"]["reward_baseline"] == "passage":
+        slots = slots + ids.baseline_slots(config["knowledge"]["self_edits"]["shard_size"])
+    return ids.adapter_files(adapter_root(domain, "{r}", "{s}"), slots, trained_repeats(domain))
 
 
 def round_adapter_outputs(domain):

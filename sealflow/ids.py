@@ -55,6 +55,20 @@ def shard_slots(shard_size: int, k: int) -> list[str]:
     return [slot_name(pos, sample) for pos in range(shard_size) for sample in range(k)]
 
 
+def baseline_slot(position: int) -> str:
+    """Folder name of the passage-only adapter of a shard's input (``knowledge.inner_loop.reward_baseline: passage``)."""
+    return f"p{position:02d}-passage"
+
+
+def baseline_slots(shard_size: int) -> list[str]:
+    return [baseline_slot(pos) for pos in range(shard_size)]
+
+
+def baseline_edit_id(input_id: str) -> str:
+    """The manifest's name for the passage-only adapter of ``input_id``: no self-edit has it (ids have no colon)."""
+    return f"passage:{input_id}"
+
+
 def edit_id(prefix: str, position: int, sample: int) -> str:
     """``{prefix}-p{pos}-k{sample}``; a training round's prefix is ``r{round}-s{shard}``."""
     return f"{prefix}-{slot_name(position, sample)}"

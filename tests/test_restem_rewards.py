@@ -164,6 +164,16 @@ def test_scoring_applies_the_adapter_and_the_reward_is_adapted_minus_base(storin
     (reward,) = compute_rewards(rows, [edit])
     assert reward["reward_mean"] == pytest.approx(adapted - base) and reward["valid"]
 
+    # Measured against a passage-only adapter (here the very same LoRA), the baseline answers are
+    # the adapted ones and the reward is 0: this fails if scoring ignores the baseline adapter.
+    manifest[("passage:p0", 0)] = manifest[(edit.id, 0)]
+    answered = answer_shard(backend, {"p0": passage}, [edit], manifest, settings, eval_repeats=1,
+                            reuse_training=False, reward_baseline="passage")
+    rows = grade_shard(answered, {"p0": passage}, settings)
+    assert sum(r["score_base"] for r in rows) / len(rows) == pytest.approx(adapted)
+    (reward,) = compute_rewards(rows, [edit])
+    assert reward["reward_mean"] == pytest.approx(0.0)
+
 
 def test_a_missing_score_is_an_error_not_a_zero():
     from sealflow.records import SelfEdit
@@ -244,3 +254,35 @@ def test_replay_needs_a_built_base_model(tmp_path):
     cfg["knowledge"]["base_model"]["path"] = "Qwen/Qwen2.5-7B"
     with pytest.raises(ConfigError, match=r"knowledge\.sft\.replay=8"):
         validate_config(cfg, "config/schema.yaml")
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_a_passage_baseline_adds_one_passage_only_adapter_per_passage_and_repeat_where_the_rule_declares_it(tmp_path, repeats):
+    from sealflow import ids
+    from sealflow.inner_loop import check_declared
+    from sealflow.knowledge.inner import InnerSettings, passage_text, plans_for_edits
+    from sealflow.records import Passage, Question
+    from sealflow.settings import TrainSettings
+
+    passages = {pid: Passage(pid, f"T{pid}", f"{pid} was born in Vellan.", (Question("Where?", "Vellan"),))
+                for pid in ("a", "b")}
+    edits = [SelfEdit(id=ids.edit_id("r1-s0", pos, k), input_id=pid, sample=k, prompt="P",
+                      completion=f"{pid} lives in Vellan now.\n{pid} was born in Vellan.", round=1, shard=0, seed=0)
+             for pos, pid in enumerate(passages) for k in range(3)]
+    train = TrainSettings(epochs=1, lr=1e-3, batch_size=1)
+    root = str(tmp_path / "shard0")
+    plain = plans_for_edits(edits, passages, root, InnerSettings(eval_repeats=repeats), train, seed=0)
+    plans = plans_for_edits(edits, passages, root, InnerSettings(eval_repeats=repeats, reward_baseline="passage"),
+                            train, seed=0)
+    assert plans[: len(plain)] == plain  # the self-edits' adapters are unchanged
+    extra = plans[len(plain):]
+    assert [(p.edit_id, p.repeat) for p in extra] == [(f"passage:{pid}", r) for pid in passages for r in range(repeats)]
+    for plan in extra:
+        assert [e.completion for e in plan.examples] == [passage_text(passages[plan.info["input_id"]])]
+    assert len({p.settings.seed for p in plans}) == len(plans)  # every adapter its own draw
+    slots = ids.shard_slots(2, 3) + ids.baseline_slots(2)
+    check_declared(plans, ids.adapter_files(root, slots, repeats))  # what adapter_outputs declares
+    with pytest.raises(RuntimeError, match="differ"):
+        check_declared(plans, ids.adapter_files(root, ids.shard_slots(2, 3), repeats))
+    with pytest.raises(ValueError, match="reward_baseline"):
+        InnerSettings(reward_baseline="passages")

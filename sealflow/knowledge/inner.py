@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from ..ids import adapter_dir, derived_seed, slot_of
+from ..ids import adapter_dir, baseline_edit_id, baseline_slot, derived_seed, parse_slot, slot_of
 from ..settings import TrainExample, TrainPlan, TrainSettings
 from ..records import UNDECODABLE, Passage, SelfEdit, undecodable
 
@@ -141,16 +141,26 @@ def passage_only_texts(passage: Passage) -> TrainingTexts:
 
 
 
+REWARD_BASELINES: tuple[str, ...] = ("base", "passage")
+
+
 @dataclass(frozen=True)
 class InnerSettings:
     split: str = "lines"
     include_passage: bool = True
     eval_repeats: int = 1
     reuse_training: bool = False
+    reward_baseline: str = "base"  # base: the un-adapted policy; passage: a LoRA on the passage alone
+
+    def __post_init__(self):
+        if self.reward_baseline not in REWARD_BASELINES:
+            raise ValueError(f"unknown knowledge.inner_loop.reward_baseline {self.reward_baseline!r} "
+                             f"(expected one of {', '.join(REWARD_BASELINES)})")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "InnerSettings":
-        return cls(cfg["split"], bool(cfg["include_passage"]), int(cfg["eval_repeats"]), bool(cfg["reuse_training"]))
+        return cls(cfg["split"], bool(cfg["include_passage"]), int(cfg["eval_repeats"]), bool(cfg["reuse_training"]),
+                   str(cfg.get("reward_baseline", "base")))
 
     @property
     def trained_repeats(self) -> int:
@@ -158,8 +168,14 @@ class InnerSettings:
         return 1 if self.reuse_training else self.eval_repeats
 
 
+def _settings_for(train: TrainSettings, seed: int) -> TrainSettings:
+    return TrainSettings(**{**train.__dict__, "seed": seed})
+
+
 def plans_for_edits(edits: Sequence[SelfEdit], passages: Mapping[str, Passage], root: str,
                     inner: InnerSettings, train: TrainSettings, seed: int) -> list[TrainPlan]:
+    """One plan per (edit, repeat); with ``reward_baseline: passage`` also one per (passage, repeat)
+    that trains on the passage alone, the adapter each of its edits is measured against."""
     plans = []
     for edit in edits:
         texts = training_texts(passages[edit.input_id], edit.completion, inner.split, inner.include_passage)
@@ -167,10 +183,22 @@ def plans_for_edits(edits: Sequence[SelfEdit], passages: Mapping[str, Passage], 
         valid = texts.n_from_edit > 0
         slot = slot_of(edit.id)
         for repeat in range(inner.trained_repeats):
-            settings = TrainSettings(**{**train.__dict__, "seed": derived_seed(seed, edit.id, repeat)})
             plans.append(TrainPlan(
                 edit_id=edit.id, repeat=repeat, out_dir=adapter_dir(str(root), slot, repeat),
-                examples=[TrainExample(t) for t in texts.texts] if valid else [], settings=settings,
+                examples=[TrainExample(t) for t in texts.texts] if valid else [],
+                settings=_settings_for(train, derived_seed(seed, edit.id, repeat)),
                 valid=valid, reason=texts.reason, info={"input_id": edit.input_id, "n_sequences": len(texts.texts)},
             ))
+    if inner.reward_baseline == "passage":
+        positions = {edit.input_id: parse_slot(slot_of(edit.id))[0] for edit in edits}
+        for input_id, position in positions.items():
+            texts = passage_only_texts(passages[input_id])
+            baseline_id = baseline_edit_id(input_id)
+            for repeat in range(inner.trained_repeats):
+                plans.append(TrainPlan(
+                    edit_id=baseline_id, repeat=repeat, out_dir=adapter_dir(str(root), baseline_slot(position), repeat),
+                    examples=[TrainExample(t) for t in texts.texts],
+                    settings=_settings_for(train, derived_seed(seed, baseline_id, repeat)),
+                    valid=True, reason=None, info={"input_id": input_id, "n_sequences": len(texts.texts)},
+                ))
     return plans

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ..backends import Backend, GenerationRequest
+from ..ids import baseline_edit_id
 from ..records import Passage, SelfEdit
 from .grading import clean_prediction, grade_all
 from .prompts import answer_prompt
@@ -29,27 +30,32 @@ def answer_request(question: str, adapter: str | None, settings: ScoringSettings
 
 def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Sequence[SelfEdit],
                  manifest: Mapping[tuple[str, int], dict], settings: ScoringSettings, eval_repeats: int,
-                 reuse_training: bool) -> list[dict]:
-    """Ungraded rows of a shard: one per (edit, repeat, question), with and without its adapter.
+                 reuse_training: bool, reward_baseline: str = "base") -> list[dict]:
+    """Ungraded rows of a shard: one per (edit, repeat, question), with its adapter and with the baseline.
 
-    The un-adapted answers are asked once per question; an invalid edit's adapted answer is
-    None (not asked). :func:`grade_shard` adds the scores, in a CPU job.
+    The baseline (``answer_base``) is the un-adapted policy, asked once per question, or with
+    ``reward_baseline: passage`` the passage-only adapter of the same repeat. An invalid edit's
+    adapted answer is None (not asked). :func:`grade_shard` adds the scores, in a CPU job.
     """
     from ..inner_loop import checked_adapter  # torch: not for grading
     shard_passages = list(dict.fromkeys(e.input_id for e in edits))
     tokenizer = getattr(backend, "tokenizer", None)  # renders a chat question prompt
+    trained = (lambda repeat: 0) if reuse_training else (lambda repeat: repeat)
     requests: list[GenerationRequest] = []
-    base_index: dict[tuple[str, int], int] = {}
+    base_index: dict[tuple[str, int, int], int] = {}
     for pid in shard_passages:
-        for qi, q in enumerate(passages[pid].questions):
-            base_index[(pid, qi)] = len(requests)
-            requests.append(answer_request(q.question, None, settings, tokenizer))
+        for repeat in range(eval_repeats if reward_baseline == "passage" else 1):
+            adapter = (checked_adapter(manifest, baseline_edit_id(pid), trained(repeat))
+                       if reward_baseline == "passage" else None)
+            for qi, q in enumerate(passages[pid].questions):
+                base_index[(pid, repeat, qi)] = len(requests)
+                requests.append(answer_request(q.question, adapter, settings, tokenizer))
     adapted_index: dict[tuple[str, int, int], int] = {}
     for edit in edits:
         if not manifest.get((edit.id, 0), {}).get("valid", True):
             continue
         for repeat in range(eval_repeats):
-            adapter = checked_adapter(manifest, edit.id, 0 if reuse_training else repeat)
+            adapter = checked_adapter(manifest, edit.id, trained(repeat))
             for qi, q in enumerate(passages[edit.input_id].questions):
                 adapted_index[(edit.id, repeat, qi)] = len(requests)
                 requests.append(answer_request(q.question, adapter, settings, tokenizer))
@@ -59,12 +65,13 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
     for edit in edits:
         entry = manifest.get((edit.id, 0), {})
         for repeat in range(eval_repeats):
+            base_repeat = repeat if reward_baseline == "passage" else 0
             for qi, q in enumerate(passages[edit.input_id].questions):
                 key = (edit.id, repeat, qi)
                 rows.append({
                     "round": edit.round, "shard": edit.shard, "edit_id": edit.id, "input_id": edit.input_id,
                     "repeat": repeat, "question_index": qi, "question": q.question, "gold": q.answer,
-                    "answer_base": answers[base_index[(edit.input_id, qi)]],
+                    "answer_base": answers[base_index[(edit.input_id, base_repeat, qi)]],
                     "answer_adapted": answers[adapted_index[key]] if key in adapted_index else None,
                     "valid": bool(entry.get("valid", True)), "reason": entry.get("reason") or "",
                 })

@@ -123,7 +123,8 @@ def score_adapters(config: dict, *, edits: str, passages: str, policy: str, mani
     settings = ScoringSettings(max_new_tokens=int(kcfg["scoring"]["max_new_tokens"]),
                                question_prompt=kcfg["scoring"]["question_prompt"])
     try:
-        rows = answer_shard(backend, passages, edits, recorded, settings, inner.eval_repeats, inner.reuse_training)
+        rows = answer_shard(backend, passages, edits, recorded, settings, inner.eval_repeats, inner.reuse_training,
+                           inner.reward_baseline)
     finally:
         backend.close()
     write_jsonl(answers, rows)
@@ -140,7 +141,8 @@ def grade_answers(config: dict, *, answers: str, passages: str, out: str) -> Non
 
 
 def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> None:
-    """Reward = adapted minus un-adapted score on the passage's questions (relative)."""
+    """Reward = adapted minus baseline score on the passage's questions: the baseline is the
+    un-adapted policy, or the passage-only adapter (``knowledge.inner_loop.reward_baseline``)."""
     eval_paths, edit_paths = evals, edits
     rows = pd.concat([pd.read_csv(p, keep_default_na=False) for p in eval_paths]).to_dict("records") if eval_paths else []
     edits = [e for path in edit_paths for e in read_edits(path)]
