@@ -218,3 +218,33 @@ def test_validation_facts_never_reach_pretraining_or_any_round(finished_run):
     assert heldout_edits and not heldout_edits & {r.get("completion") for r in records}
     # Positive control: the same search finds the training passages' titles in the rounds' prompts.
     assert _lines_with(round_texts, {(p["title"], p["title"]) for p in train})
+
+
+def test_a_passage_baseline_trains_a_passage_only_adapter_per_passage_and_rewards_against_it(finished_run, tmp_path):
+    """``reward_baseline: passage`` for real, on a copy of the finished run: round 1 retrains with
+    one passage-only adapter per passage, its manifest names it, and each reward is the adapted
+    minus that baseline's score on the same questions (not minus the un-adapted model's)."""
+    import shutil
+
+    run = shutil.copytree(finished_run, tmp_path / "run", symlinks=True)
+    changed = _overlay(run, "passage-baseline.yaml", {"knowledge": {"inner_loop": {"reward_baseline": "passage"}}})
+    run_snakemake(run, "results/test/knowledge/round1/rewards.csv", *changed)
+    cfg = _test_config()["knowledge"]
+    rnd = run / "results/test/knowledge/round1"
+    passages = [json.loads(line)["id"] for line in open(run / "results/test/knowledge/data/train.jsonl")]
+    manifests = [json.loads(p.read_text())["adapters"] for p in sorted((rnd / "adapters").glob("shard*.json"))]
+    baselines = {row["edit_id"]: row for rows in manifests for row in rows if row["edit_id"].startswith("passage:")}
+    assert sorted(baselines) == sorted(f"passage:{pid}" for pid in passages)
+    assert all(row["valid"] and row["steps"] > 0 and "-passage/" in row["adapter"] for row in baselines.values())
+    evals = pd.concat([pd.read_csv(p) for p in sorted((rnd / "eval").glob("shard*.csv"))])
+    original = pd.concat([pd.read_csv(p) for p in sorted((finished_run / "results/test/knowledge/round1/eval").glob("shard*.csv"))])
+    rewards = pd.read_csv(rnd / "rewards.csv")
+    assert len(rewards) == len(passages) * cfg["self_edits"]["k"]
+    for row in rewards.itertuples():
+        mine = evals[evals.edit_id == row.edit_id]
+        if row.valid:
+            assert row.reward_mean == pytest.approx(mine.score_adapted.mean() - mine.score_base.mean())
+    # The un-adapted answers of the original run are not what the baseline answered everywhere.
+    merged = evals.merge(original, on=["edit_id", "repeat", "question_index"], suffixes=("", "_orig"))
+    assert len(merged) == len(evals)
+    assert (merged.answer_base.fillna("") != merged.answer_base_orig.fillna("")).any()

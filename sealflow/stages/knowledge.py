@@ -152,7 +152,7 @@ def rewards(config: dict, *, evals: list[str], edits: list[str], out: str) -> No
 
 
 EDIT_STATS_COLUMNS = ["round", "edit_id", "input_id", "reward_mean", "valid", "faithfulness", "n_words"]
-ROUND_COLUMNS = ["round", "n_edits", "reward_mean", "positive_share", "faithfulness_mean", "kept_faithfulness_mean"]
+ROUND_COLUMNS = ["round", "n_edits", "n_kept", "reward_mean", "positive_share", "faithfulness_mean", "kept_faithfulness_mean"]
 
 
 def training_summary(config: dict, *, rewards: list[str], edits: list[str], filtered: list[str], passages: str,
@@ -176,7 +176,7 @@ def training_summary(config: dict, *, rewards: list[str], edits: list[str], filt
                          "n_words": len(content_words(edit.completion))})
         per_edit += rows
         per_round.append({
-            "round": rows[0]["round"] if rows else "", "n_edits": len(rows),
+            "round": rows[0]["round"] if rows else "", "n_edits": len(rows), "n_kept": len(kept),
             "reward_mean": mean(r["reward_mean"] for r in rows),
             "positive_share": mean(float(r["reward_mean"] > 0) for r in rows),
             "faithfulness_mean": mean(r["faithfulness"] for r in rows),
