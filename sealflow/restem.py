@@ -1,7 +1,8 @@
 """ReST-EM's E-step for both domains: a reward per self-edit, then rejection sampling.
 
-Rewards come from the eval rows of a round. Knowledge: reward = adapted minus un-adapted
-accuracy on the passage's questions, averaged over repeats. ARC: reward = whether the
+Rewards come from the eval rows of a round. Knowledge: reward = adapted minus baseline
+accuracy on the passage's questions (``score_base``: the un-adapted policy, or a passage-only
+LoRA with ``inner_loop.reward_baseline: passage``), averaged over repeats. ARC: reward = whether the
 adapted model solved the task. Invalid edits get reward 0 and keep their reason. The
 filter keeps the best self-edits per input: the SFT dataset of the policy update.
 """

@@ -1,6 +1,7 @@
 """Scoring a shard: closed-book answers with and without each self-edit's adapter, then grades.
 
-The un-adapted answers are computed once per passage (not once per edit), and all of
+The baseline's answers (un-adapted, or the passage-only adapter) are computed once per
+passage and repeat (not once per edit), and all of
 a shard's requests go to the backend in one call so vLLM can batch across adapters.
 Answering (GPU) and grading (CPU, where a judge's endpoint is reachable) are two steps.
 """
