@@ -42,12 +42,12 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
     shard_passages = list(dict.fromkeys(e.input_id for e in edits))
     tokenizer = getattr(backend, "tokenizer", None)  # renders a chat question prompt
     trained = (lambda repeat: 0) if reuse_training else (lambda repeat: repeat)
+    per_repeat = reward_baseline == "passage"  # a passage-only adapter per repeat; the un-adapted policy once
     requests: list[GenerationRequest] = []
     base_index: dict[tuple[str, int, int], int] = {}
     for pid in shard_passages:
-        for repeat in range(eval_repeats if reward_baseline == "passage" else 1):
-            adapter = (checked_adapter(manifest, baseline_edit_id(pid), trained(repeat))
-                       if reward_baseline == "passage" else None)
+        for repeat in range(eval_repeats if per_repeat else 1):
+            adapter = checked_adapter(manifest, baseline_edit_id(pid), trained(repeat)) if per_repeat else None
             for qi, q in enumerate(passages[pid].questions):
                 base_index[(pid, repeat, qi)] = len(requests)
                 requests.append(answer_request(q.question, adapter, settings, tokenizer))
@@ -66,7 +66,7 @@ def answer_shard(backend: Backend, passages: Mapping[str, Passage], edits: Seque
     for edit in edits:
         entry = manifest.get((edit.id, 0), {})
         for repeat in range(eval_repeats):
-            base_repeat = repeat if reward_baseline == "passage" else 0
+            base_repeat = repeat if per_repeat else 0
             for qi, q in enumerate(passages[edit.input_id].questions):
                 key = (edit.id, repeat, qi)
                 rows.append({
