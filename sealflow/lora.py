@@ -113,16 +113,20 @@ def head_split(model: torch.nn.Module):
     return None
 
 
-def token_losses(model, split, input_ids, mask, flat, targets):
-    """Cross-entropy (float32) of each label token: ``flat`` indexes ``[N, T-1]`` positions."""
+def label_logits(model, split, input_ids, mask, flat):
+    """Logits of the ``flat``-indexed ``[N, T-1]`` positions only (the head runs on those alone)."""
     if split is not None:
         backbone, head = split
         hidden = backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, flat)
-        logits = head(hidden)
-    else:
-        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
-        logits = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, flat)
+        return head(hidden)
+    logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+    return logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, flat)
+
+
+def token_losses(model, split, input_ids, mask, flat, targets):
+    """Cross-entropy (float32) of each label token: ``flat`` indexes ``[N, T-1]`` positions."""
+    logits = label_logits(model, split, input_ids, mask, flat)
     return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
 
 
@@ -136,6 +140,27 @@ def label_loss(model, split, input_ids, mask, labels) -> torch.Tensor:
     shifted = labels[:, 1:].reshape(-1)
     flat = (shifted != -100).nonzero().squeeze(1)
     return token_losses(model, split, input_ids, mask, flat, shifted.index_select(0, flat)).mean()
+
+
+def kl_regularised_loss(model: PeftModel, split, input_ids, mask, labels, kl_coef: float) -> torch.Tensor:
+    """Label cross-entropy plus ``kl_coef`` x the mean KL(reference || trained) over the label positions.
+
+    The reference is ``model`` with its LoRA switched off: the model the update starts from.
+    SFT on a policy's own samples pushes each sampled token towards probability 1 (it sharpens
+    the policy's mode); the forward KL charges every unit of probability taken from tokens the
+    reference still gave mass to, so the update keeps the reference's spread except where the
+    kept samples consistently move it.
+    """
+    shifted = labels[:, 1:].reshape(-1)
+    flat = (shifted != -100).nonzero().squeeze(1)
+    logits = label_logits(model, split, input_ids, mask, flat).float()
+    with torch.no_grad(), model.disable_adapter():
+        reference = label_logits(model, split, input_ids, mask, flat).float()
+    log_p = torch.nn.functional.log_softmax(logits, dim=-1)
+    log_q = torch.nn.functional.log_softmax(reference, dim=-1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(-1)
+    ce = torch.nn.functional.nll_loss(log_p, shifted.index_select(0, flat), reduction="none")
+    return (ce + kl_coef * kl).mean()
 
 
 @contextlib.contextmanager
@@ -183,7 +208,11 @@ def train_loop(model: torch.nn.Module, tokenizer, examples: Sequence[TrainExampl
         for _ in range(settings.epochs):
             for input_ids, labels, mask in _batches(encoded, settings.batch_size, tokenizer.pad_token_id, rng):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                    loss = label_loss(model, split, input_ids.to(device), mask.to(device), labels.to(device))
+                    batch = (input_ids.to(device), mask.to(device), labels.to(device))
+                    if settings.kl_coef:
+                        loss = kl_regularised_loss(model, split, *batch, settings.kl_coef)
+                    else:
+                        loss = label_loss(model, split, *batch)
                 (loss / settings.grad_accum).backward()
                 micro += 1
                 losses.append(loss.detach())

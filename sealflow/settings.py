@@ -42,6 +42,7 @@ class TrainSettings:
     max_seq_len: int = 256
     seed: int = 0
     gradient_checkpointing: bool = False  # recompute activations in backward: memory for about a third more compute
+    kl_coef: float = 0.0  # weight of KL(model before training || trained model) on the label tokens; needs a PeftModel
 
     @classmethod
     def from_config(cls, cfg: dict, seed: int = 0, **overrides) -> "TrainSettings":
@@ -49,6 +50,7 @@ class TrainSettings:
             epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
             grad_accum=int(cfg["grad_accum"]), max_seq_len=int(cfg["max_seq_len"]), seed=seed,
             gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
+            kl_coef=float(cfg.get("kl_coef", 0.0)),
         )
         values.update(overrides)
         return cls(**values)

@@ -201,3 +201,36 @@ def test_a_gpu_load_places_the_weights_on_the_device_while_loading(tiny_model_di
     assert seen[0]["device_map"] == {"": torch.device("cuda")} and seen[0]["dtype"] is torch.bfloat16
     assert seen[1]["device_map"] is None
     assert transformers.AutoModelForCausalLM is modeling.AutoModelForCausalLM
+
+
+def _kl_to_reference(peft_model, tok, example: TrainExample) -> float:
+    """Mean KL(model with its LoRA off || model) over the example's completion tokens."""
+    from sealflow.lora import head_split, label_logits
+
+    ids, labels = encode_example(tok, example, 128, True)
+    input_ids, mask = torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)
+    flat = (torch.tensor(labels[1:]) != -100).nonzero().squeeze(1)
+    split = head_split(peft_model)
+    with torch.no_grad():
+        log_p = torch.log_softmax(label_logits(peft_model, split, input_ids, mask, flat).float(), -1)
+        with peft_model.disable_adapter():
+            log_q = torch.log_softmax(label_logits(peft_model, split, input_ids, mask, flat).float(), -1)
+    return float((log_q.exp() * (log_q - log_p)).sum(-1).mean())
+
+
+def test_the_kl_term_keeps_the_update_near_the_model_it_starts_from(tiny_model_dir):
+    """sft.kl_coef: the first step's loss is plain cross-entropy (a fresh LoRA is the reference itself),
+    and the trained model ends nearer the reference. A KL against the trained model itself (LoRA not
+    switched off) would change nothing; a flipped sign would push it further away."""
+    tok = load_tokenizer(tiny_model_dir)
+    example = TrainExample(prompt="Question: who founded Velmora?\nAnswer:", completion=" Tarsh Orlan founded Velmora.")
+    runs = {}
+    for kl_coef in (0.0, 5.0):
+        model = load_model(tiny_model_dir, resolve_placement("cpu"))
+        settings = TrainSettings(epochs=40, lr=3e-3, batch_size=1, seed=3, kl_coef=kl_coef)
+        peft_model, stats = train_lora(model, tok, [example], LoraSettings(r=4, alpha=8), settings, mask_prompt=True)
+        runs[kl_coef] = (stats, _kl_to_reference(peft_model, tok, example))
+    (plain, kl_plain), (regularised, kl_regularised) = runs[0.0], runs[5.0]
+    assert regularised.first_loss == pytest.approx(plain.first_loss, rel=1e-5)
+    assert kl_plain > 0.05  # plain SFT did move the model
+    assert kl_regularised < 0.5 * kl_plain
