@@ -8,7 +8,7 @@ RUN ?= demo
 CONFIG ?= config/config.yaml
 CORES ?= 2
 
-.PHONY: setup run run-fewshot run-arc-organism run-smollm2 run-smollm2-fewshot report test-setup test gpu-check clean
+.PHONY: setup run run-fewshot run-knowledge-organism run-arc-organism run-smollm2 run-smollm2-fewshot report test-setup test gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: setup
 
 run-fewshot:
 	$(MAKE) run CONFIG=config/fewshot.yaml RUN=arc-demo
+
+# The knowledge model organism (48 passages; SEAL's self-edits judged on the base model): about 15 minutes on 2 cores.
+run-knowledge-organism:
+	$(MAKE) run CONFIG=config/knowledge-organism.yaml RUN=knowledge-organism
 
 # The ARC model organism (colour maps only test-time training learns): about 35 minutes on 2 cores.
 run-arc-organism:

@@ -248,3 +248,27 @@ def test_a_passage_baseline_trains_a_passage_only_adapter_per_passage_and_reward
     merged = evals.merge(original, on=["edit_id", "repeat", "question_index"], suffixes=("", "_orig"))
     assert len(merged) == len(evals)
     assert (merged.answer_base.fillna("") != merged.answer_base_orig.fillna("")).any()
+
+
+def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_with_every_method(tmp_path):
+    """config/knowledge-organism.yaml: 48 passages in shards of 16, and held-out self-edits of SEAL train the base model."""
+    import re
+
+    from snakemake.utils import update_config
+
+    workdir = copy_workflow(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    update_config(cfg, yaml.safe_load((ROOT / "config/knowledge-organism.yaml").read_text()))
+    kn = cfg["knowledge"]
+    shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
+    proc = run_snakemake(workdir, "--configfile", "config/knowledge-organism.yaml", "-n")
+    out = proc.stdout + proc.stderr
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+    assert (kn["data"]["n_train"], shards) == (48, 3)
+    assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
+    last = f"round{kn['rounds'] + 1}"
+    seal_inputs = re.findall(rf"input: ([^\n]*heldout/self_edits/{last}\.jsonl)", out)
+    assert seal_inputs, out[-2000:]
+    for inputs in seal_inputs:
+        models = [p for p in inputs.split(", ") if not p.endswith(".jsonl")]
+        assert models == ["results/knowledge-organism/knowledge/base/model"], inputs
