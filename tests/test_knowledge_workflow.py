@@ -251,7 +251,7 @@ def test_a_passage_baseline_trains_a_passage_only_adapter_per_passage_and_reward
 
 
 def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_with_every_method(tmp_path):
-    """config/knowledge-organism.yaml: 48 passages in shards of 16, and held-out self-edits of SEAL train the base model."""
+    """config/knowledge-organism.yaml: twice the pretraining, 48 passages in shards of 16, and SEAL's held-out self-edits train the base model."""
     import re
 
     from snakemake.utils import update_config
@@ -265,6 +265,9 @@ def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_wit
     out = proc.stdout + proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
     assert (kn["data"]["n_train"], shards) == (48, 3)
+    default_build = yaml.safe_load((ROOT / "config/config.yaml").read_text())["knowledge"]["base_model"]["build"]
+    # the overlay merges into the default's build: only the pretraining budget differs
+    assert kn["base_model"]["build"] == {**default_build, "pretrain_steps": 2 * default_build["pretrain_steps"]}
     assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
     last = f"round{kn['rounds'] + 1}"
     seal_inputs = re.findall(rf"input: ([^\n]*heldout/self_edits/{last}\.jsonl)", out)
