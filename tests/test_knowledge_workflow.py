@@ -258,6 +258,7 @@ def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_wit
 
     workdir = copy_workflow(tmp_path)
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    default_build = dict(cfg["knowledge"]["base_model"]["build"])
     update_config(cfg, yaml.safe_load((ROOT / "config/knowledge-organism.yaml").read_text()))
     kn = cfg["knowledge"]
     shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
@@ -265,7 +266,6 @@ def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_wit
     out = proc.stdout + proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
     assert (kn["data"]["n_train"], shards) == (48, 3)
-    default_build = yaml.safe_load((ROOT / "config/config.yaml").read_text())["knowledge"]["base_model"]["build"]
     # the overlay merges into the default's build: only the pretraining budget differs
     assert kn["base_model"]["build"] == {**default_build, "pretrain_steps": 2 * default_build["pretrain_steps"]}
     assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
