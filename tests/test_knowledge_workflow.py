@@ -250,28 +250,36 @@ def test_a_passage_baseline_trains_a_passage_only_adapter_per_passage_and_reward
     assert (merged.answer_base.fillna("") != merged.answer_base_orig.fillna("")).any()
 
 
-def test_the_knowledge_organism_plans_its_passages_and_adapts_the_base_model_with_every_method(tmp_path):
-    """config/knowledge-organism.yaml: twice the pretraining, 48 passages in shards of 16, and SEAL's held-out self-edits train the base model."""
+def test_the_default_and_the_organism_plan_48_passages_and_adapt_the_base_model_with_every_method(tmp_path):
+    """config/config.yaml is the knowledge organism: 1600 pretraining steps, 48 passages in shards of 16, and every
+    method's held-out self-edits (SEAL's too) train the base model; config/knowledge-organism.yaml only triples the
+    held-out passages."""
     import re
 
     from snakemake.utils import update_config
 
     workdir = copy_workflow(tmp_path)
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    default_build = dict(cfg["knowledge"]["base_model"]["build"])
-    update_config(cfg, yaml.safe_load((ROOT / "config/knowledge-organism.yaml").read_text()))
-    kn = cfg["knowledge"]
-    shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
-    proc = run_snakemake(workdir, "--configfile", "config/knowledge-organism.yaml", "-n")
-    out = proc.stdout + proc.stderr
-    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
-    assert (kn["data"]["n_train"], shards) == (48, 3)
-    # the overlay merges into the default's build: only the pretraining budget differs
-    assert kn["base_model"]["build"] == {**default_build, "pretrain_steps": 2 * default_build["pretrain_steps"]}
-    assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
-    last = f"round{kn['rounds'] + 1}"
-    seal_inputs = re.findall(rf"input: ([^\n]*heldout/self_edits/{last}\.jsonl)", out)
-    assert seal_inputs, out[-2000:]
-    for inputs in seal_inputs:
-        models = [p for p in inputs.split(", ") if not p.endswith(".jsonl")]
-        assert models == ["results/knowledge-organism/knowledge/base/model"], inputs
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    organism = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    update_config(organism, yaml.safe_load((ROOT / "config/knowledge-organism.yaml").read_text()))
+    # the overlay changes the number of held-out passages and nothing else in the knowledge domain
+    assert organism["knowledge"]["data"]["n_val"] == 3 * default["knowledge"]["data"]["n_val"]
+    same_passages = {**organism["knowledge"], "data": {**organism["knowledge"]["data"], "n_val": default["knowledge"]["data"]["n_val"]}}
+    assert same_passages == default["knowledge"]
+    for configfile, run, cfg in (("config/config.yaml", "demo", default),
+                                 ("config/knowledge-organism.yaml", "knowledge-organism", organism)):
+        kn = cfg["knowledge"]
+        shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
+        assert (kn["data"]["n_train"], shards, kn["base_model"]["build"]["pretrain_steps"]) == (48, 3, 1600)
+        jobs = planned_jobs(workdir, "--configfile", configfile)
+        proc = run_snakemake(workdir, "--configfile", configfile, "-n")
+        out = proc.stdout + proc.stderr
+        assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
+        # base, passage, base self-edits, SEAL: one single-setting job per 10 held-out passages each
+        assert jobs["knowledge_heldout_single"] == 4 * -(-kn["data"]["n_val"] // 10)
+        last = f"round{kn['rounds'] + 1}"
+        seal_inputs = re.findall(rf"input: ([^\n]*heldout/self_edits/{last}\.jsonl)", out)
+        assert seal_inputs, out[-2000:]
+        for inputs in seal_inputs:
+            models = [p for p in inputs.split(", ") if not p.endswith(".jsonl")]
+            assert models == [f"results/{run}/knowledge/base/model"], inputs
