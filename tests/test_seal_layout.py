@@ -408,11 +408,13 @@ def test_stages_import_a_round_and_the_external_method_and_export_them(tmp_path,
     val = tmp_path / "val.jsonl"
     write_passages_jsonl(val, passages[2:])
     held = tmp_path / "heldout" / "external.jsonl"
+    cfg["knowledge"]["heldout"]["k"] = 2  # the first k completions of each held-out passage, in the file's order
     knowledge_heldout.external_self_edits(config_subset(cfg, ["seed", "knowledge.self_edits", "knowledge.heldout"]),
                                           passages=str(val), out=str(held), imported=str(data))
     rows = [json.loads(line) for line in held.read_text().splitlines()]
-    assert [(r["input_id"], r["completion"]) for r in rows] == [("x0", "Isle 0 implication 0"),
-                                                                ("x1", "Isle 1 implication 0")]
+    assert [(r["input_id"], r["completion"]) for r in rows] == [
+        ("x0", "Isle 0 implication 0"), ("x0", "Isle 0 implication 1"),
+        ("x1", "Isle 1 implication 0"), ("x1", "Isle 1 implication 1")]
     assert json.loads((tmp_path / "heldout" / "external.jsonl.meta.json").read_text())["model"] == (
         f"external:gpt-4.1 (file {data})")
 
