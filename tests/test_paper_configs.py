@@ -65,15 +65,18 @@ def test_the_smollm2_configs_run_the_packaged_model_with_llama_module_names():
             assert targets and targets <= llama_modules, (name, stage, targets - llama_modules)
 
 
-def test_held_out_sampling_is_greedy_in_the_default_and_as_in_training_in_the_paper_and_smollm2_configs():
-    # Snakemake merges a --configfile over config/config.yaml key by key, so an empty
-    # `sampling: {}` would inherit the default's greedy held-out sampling without saying so.
+def test_held_out_self_edits_are_sampled_as_in_training_in_the_default_the_organism_the_paper_and_smollm2_configs():
+    # Snakemake merges a --configfile over config/config.yaml key by key, so a config that left out
+    # `heldout.sampling` or `heldout.adapt` would inherit the default's (0.5, base) without saying so.
     def heldout_temperature(config: dict) -> float:
         kn = config["knowledge"]
         return {**kn["self_edits"], **kn["heldout"]["sampling"]}["temperature"]
 
-    assert heldout_temperature(_merged("config.yaml")) == 0.0
-    assert _merged("config.yaml")["knowledge"]["self_edits"]["temperature"] == 0.5
-    for name in ("paper-knowledge.yaml", "smollm2.yaml"):
+    for name, temperature, adapt in (("config.yaml", 0.5, "base"), ("knowledge-organism.yaml", 0.5, "base"),
+                                     ("paper-knowledge.yaml", 1.0, "policy"), ("smollm2.yaml", 1.0, "policy")):
         config = _merged(name)
-        assert heldout_temperature(config) == config["knowledge"]["self_edits"]["temperature"] == 1.0
+        assert heldout_temperature(config) == config["knowledge"]["self_edits"]["temperature"] == temperature, name
+        assert config["knowledge"]["heldout"]["adapt"] == adapt, name
+    for name in ("paper-knowledge.yaml", "smollm2.yaml"):  # their own keys, not the default's
+        own = yaml.safe_load((ROOT / "config" / name).read_text())["knowledge"]["heldout"]
+        assert {"sampling", "adapt", "k"} <= set(own), name
