@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow import ROOT, copy_workflow, planned_jobs, run_snakemake
+from workflow import ROOT, copy_workflow, job_counts, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 CFG = ("--configfile", "config/test.yaml")
@@ -254,28 +254,29 @@ def test_the_default_and_the_organism_plan_48_passages_and_adapt_the_base_model_
     """config/config.yaml is the knowledge organism: 1600 pretraining steps, 48 passages in shards of 16, and every
     method's held-out self-edits (SEAL's too) train the base model; config/knowledge-organism.yaml only triples the
     held-out passages."""
+    import copy
     import re
 
     from snakemake.utils import update_config
 
     workdir = copy_workflow(tmp_path)
     default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    organism = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    organism = copy.deepcopy(default)
     update_config(organism, yaml.safe_load((ROOT / "config/knowledge-organism.yaml").read_text()))
     # the overlay changes the number of held-out passages and nothing else in the knowledge domain
-    assert organism["knowledge"]["data"]["n_val"] == 3 * default["knowledge"]["data"]["n_val"]
-    same_passages = {**organism["knowledge"], "data": {**organism["knowledge"]["data"], "n_val": default["knowledge"]["data"]["n_val"]}}
-    assert same_passages == default["knowledge"]
+    n_val = default["knowledge"]["data"]["n_val"]
+    assert organism["knowledge"]["data"]["n_val"] == 3 * n_val
+    assert {**organism["knowledge"], "data": {**organism["knowledge"]["data"], "n_val": n_val}} == default["knowledge"]
     for configfile, run, cfg in (("config/config.yaml", "demo", default),
                                  ("config/knowledge-organism.yaml", "knowledge-organism", organism)):
         kn = cfg["knowledge"]
         shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
         assert (kn["data"]["n_train"], shards, kn["base_model"]["build"]["pretrain_steps"]) == (48, 3, 1600)
-        jobs = planned_jobs(workdir, "--configfile", configfile)
         proc = run_snakemake(workdir, "--configfile", configfile, "-n")
         out = proc.stdout + proc.stderr
+        jobs = job_counts(out)
         assert jobs["knowledge_inner_loop"] == kn["rounds"] * shards
-        # base, passage, base self-edits, SEAL: one single-setting job per 10 held-out passages each
+        # base, passage, base self-edits, SEAL: one single-setting job per heldout.shard_size (10) passages each
         assert jobs["knowledge_heldout_single"] == 4 * -(-kn["data"]["n_val"] // 10)
         last = f"round{kn['rounds'] + 1}"
         seal_inputs = re.findall(rf"input: ([^\n]*heldout/self_edits/{last}\.jsonl)", out)

@@ -41,9 +41,14 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Job counts per rule from a dry run (``-n``)."""
     proc = run_snakemake(workdir, *args, "-n")
+    return job_counts(proc.stdout + proc.stderr)
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Job counts per rule from the job table of a dry run's output."""
     counts: dict[str, int] = {}
     in_table = False
-    for line in (proc.stdout + proc.stderr).splitlines():
+    for line in dry_run_output.splitlines():
         parts = line.split()
         if parts[:2] == ["job", "count"]:
             in_table = True
