@@ -71,6 +71,10 @@ def test_full_run_produces_every_artifact(finished_run):
         kept = [json.loads(line) for line in open(rnd / "filtered.jsonl")]
         assert len(kept) <= n_train * cfg["restem"]["keep_top_k"]
     assert (root / f"round{cfg['rounds']}/policy/config.json").is_file()
+    # The build recorded its copy probe: round-1 sampling (k self-edits) on the configured fresh passages.
+    probe = json.loads((root / "base/model/meta.json").read_text())["copy_probe"]
+    assert probe["passages"] == cfg["base_model"]["build"]["copy_probe_passages"] and probe["lines"] > 0
+    assert all(0 <= probe[key] <= 1 for key in ("subject_first", "value_copied", "faithfulness"))
     # No temporary file survived under a final name or at all.
     assert not list(root.rglob(".*.tmp-*"))
 

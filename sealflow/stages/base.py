@@ -47,6 +47,19 @@ def whole_token_share(model_dir: str | Path, words) -> float:
     return whole / max(1, len(words))
 
 
+def knowledge_copy_probe(model_dir: str | Path, config: dict, passages: int) -> dict:
+    """The built policy's round-1 sampling on fresh passages: how much of each self-edit restates them."""
+    from ..backends import BackendSettings, make_backend
+    from ..devices import resolve_placement
+    from ..knowledge.copy_probe import probe_copying
+    from ..knowledge.sampling import SamplingSettings
+    from ..modeling import load_tokenizer
+
+    backend = make_backend(str(model_dir), resolve_placement(config["device"]), BackendSettings(name="hf"))
+    sampling = SamplingSettings.from_config(config["knowledge"]["self_edits"])
+    return probe_copying(backend, load_tokenizer(str(model_dir)), sampling, passages).to_dict()
+
+
 def fetch_model(config: dict, *, domain: str, fetched: str) -> None:
     """Download the hub id ``{domain}.base_model.path`` (a local rule: the one job that needs the hub)."""
     base_cfg = config[domain]["base_model"]
@@ -97,5 +110,13 @@ def base_model(config: dict, *, domain: str, out: str, fetched: str | None = Non
         if stats["whole_token_names"] < 0.9:
             log.warning("only %.0f%% of the world's names are one token: the tiny policy will copy them poorly "
                         "(raise knowledge.base_model.build.vocab_size)", 100 * stats["whole_token_names"])
+        passages = int(base_cfg["build"].get("copy_probe_passages", 20))
+        if passages:
+            stats["copy_probe"] = knowledge_copy_probe(out, config, passages)
+            log.info("copy probe: %s", stats["copy_probe"])
+            if stats["copy_probe"]["value_copied"] < 0.25:
+                log.warning("only %.0f%% of the base policy's self-edit lines restate a value of their passage: "
+                            "expect base self-edits to help little more than the passage (pretrain longer: "
+                            "knowledge.base_model.build.pretrain_steps)", 100 * stats["copy_probe"]["value_copied"])
     write_meta(Path(out), config, seed=config["seed"], built=True, architecture=settings.architecture, **stats)
     log.info("built %s base model: %s", domain, stats)
