@@ -4,9 +4,9 @@ The policy samples self-edits, as round 1 will, for a few fresh passages (a worl
 workflow data or corpus uses; nothing is trained on them). A self-edit helps the inner loop
 only if its lines restate the passage's own facts, so the statistic that matters is the share
 of lines that contain one of the passage's answer values: over eleven seeds of the embedded
-default it predicted the held-out gain of base self-edits over the passage (Pearson r 0.86,
-see the README). Lines that start with the passage's subject but invent its values are the
-failure it exposes.
+default (1600 pretraining steps) it predicted the held-out gain of base self-edits over the
+passage, Pearson r 0.91 (README, "The copy probe"); faithfulness did not (r 0.38). Lines that
+start with the passage's subject but invent its values are the failure it exposes.
 """
 
 from __future__ import annotations
