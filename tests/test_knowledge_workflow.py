@@ -255,7 +255,7 @@ def test_a_passage_baseline_trains_a_passage_only_adapter_per_passage_and_reward
 
 
 def test_the_default_and_the_organism_plan_48_passages_and_adapt_the_base_model_with_every_method(tmp_path):
-    """config/config.yaml is the knowledge organism: 1600 pretraining steps, 48 passages in shards of 16, and every
+    """config/config.yaml is the knowledge organism: 3200 pretraining steps, 48 passages in shards of 16, and every
     method's held-out self-edits (SEAL's too) train the base model; config/knowledge-organism.yaml only triples the
     held-out passages."""
     import copy
@@ -275,7 +275,7 @@ def test_the_default_and_the_organism_plan_48_passages_and_adapt_the_base_model_
                                  ("config/knowledge-organism.yaml", "knowledge-organism", organism)):
         kn = cfg["knowledge"]
         shards = kn["data"]["n_train"] // kn["self_edits"]["shard_size"]
-        assert (kn["data"]["n_train"], shards, kn["base_model"]["build"]["pretrain_steps"]) == (48, 3, 1600)
+        assert (kn["data"]["n_train"], shards, kn["base_model"]["build"]["pretrain_steps"]) == (48, 3, 3200)
         proc = run_snakemake(workdir, "--configfile", configfile, "-n")
         out = proc.stdout + proc.stderr
         jobs = job_counts(out)
