@@ -56,10 +56,19 @@ def copy_statistics(passages: Sequence[Passage], self_edits: Sequence[Sequence[s
                      value_copied=share(copied), faithfulness=round(mean(faithful), 4) if faithful else 0.0)
 
 
-def probe_copying(backend, tokenizer, sampling, n_passages: int, seed: int = PROBE_SEED) -> CopyProbe:
-    """Sample ``sampling.k`` self-edits for each of ``n_passages`` fresh passages and measure them."""
+def probe_copying(backend, tokenizer, n_passages: int, sampling=None, seed: int = PROBE_SEED) -> CopyProbe:
+    """Sample self-edits for each of ``n_passages`` fresh passages and measure them.
+
+    ``sampling`` defaults to the embedded default's round-1 sampling (the settings the
+    correlation above was measured with), fixed so that the probe is a property of the build
+    alone: changing ``knowledge.self_edits`` neither reruns the build nor changes its record.
+    """
     from ..worldgen import generate_entries
-    from .sampling import sample_whole_self_edits
+    from .sampling import SamplingSettings, sample_whole_self_edits
+
+    if sampling is None:
+        sampling = SamplingSettings(prompt="implications", k=4, temperature=0.5, top_p=0.95, max_new_tokens=96,
+                                    start_with_title=True)
 
     passages = [entry.passage for entry in generate_entries(n_passages, seed)]
     _, _, self_edits = sample_whole_self_edits(backend, tokenizer, passages, range(len(passages)), sampling)

@@ -47,17 +47,15 @@ def whole_token_share(model_dir: str | Path, words) -> float:
     return whole / max(1, len(words))
 
 
-def knowledge_copy_probe(model_dir: str | Path, config: dict, passages: int) -> dict:
+def knowledge_copy_probe(model_dir: str | Path, passages: int) -> dict:
     """The built policy's round-1 sampling on fresh passages: how much of each self-edit restates them."""
     from ..backends import BackendSettings, make_backend
     from ..devices import resolve_placement
     from ..knowledge.copy_probe import probe_copying
-    from ..knowledge.sampling import SamplingSettings
     from ..modeling import load_tokenizer
 
-    backend = make_backend(str(model_dir), resolve_placement(config["device"]), BackendSettings(name="hf"))
-    sampling = SamplingSettings.from_config(config["knowledge"]["self_edits"])
-    return probe_copying(backend, load_tokenizer(str(model_dir)), sampling, passages).to_dict()
+    backend = make_backend(str(model_dir), resolve_placement("auto"), BackendSettings(name="hf"))
+    return probe_copying(backend, load_tokenizer(str(model_dir)), passages).to_dict()
 
 
 def fetch_model(config: dict, *, domain: str, fetched: str) -> None:
@@ -112,7 +110,7 @@ def base_model(config: dict, *, domain: str, out: str, fetched: str | None = Non
                         "(raise knowledge.base_model.build.vocab_size)", 100 * stats["whole_token_names"])
         passages = int(base_cfg["build"].get("copy_probe_passages", 20))
         if passages:
-            stats["copy_probe"] = knowledge_copy_probe(out, config, passages)
+            stats["copy_probe"] = knowledge_copy_probe(out, passages)
             log.info("copy probe: %s", stats["copy_probe"])
             if stats["copy_probe"]["value_copied"] < 0.25:
                 log.warning("only %.0f%% of the base policy's self-edit lines restate a value of their passage: "
