@@ -36,7 +36,7 @@ def main() -> None:
 
     from sealflow.backends import BackendSettings, make_backend
     from sealflow.devices import resolve_placement
-    from sealflow.knowledge.faithfulness import faithfulness
+    from sealflow.knowledge.copy_probe import copy_statistics
     from sealflow.knowledge.grading import clean_prediction, grade
     from sealflow.knowledge.prompts import question_prompt
     from sealflow.knowledge.sampling import SamplingSettings, sample_whole_self_edits
@@ -59,17 +59,17 @@ def main() -> None:
         se["temperature"] = args.temperature
     sampling = SamplingSettings.from_config(se)
     _, _, outs = sample_whole_self_edits(backend, tok, [e.passage for e in entries], range(len(entries)), sampling)
+    stats = copy_statistics([e.passage for e in entries], outs)  # what every build records (meta.json)
+    # Two more views of the same lines: the entity's name anywhere, and a leading subject with a value.
     lines = [(e, line.strip()) for e, texts in zip(entries, outs) for t in texts for line in t.splitlines() if line.strip()]
-    names = sum(e.passage.title.split()[0].lower() in line.lower() for e, line in lines) / max(1, len(lines))
-    has_answer = [any(q.answer.lower() in line.lower() for q in e.passage.questions) for e, line in lines]
-    subject_first = [line.startswith(e.passage.title) for e, line in lines]
-    both = sum(a and b for a, b in zip(has_answer, subject_first))
-    faithful = [faithfulness(t, e.passage.context) for e, texts in zip(entries, outs) for t in texts]
     n = max(1, len(lines))
-    print(f"copy probe ({len(lines)} self-edit lines, start_with_title {sampling.start_with_title}): entity name in "
-          f"{names:.2f} of lines, starting with it {sum(subject_first) / n:.2f}, an answer value in "
-          f"{sum(has_answer) / n:.2f}, both a leading subject and an answer {both / n:.2f}, "
-          f"mean faithfulness {sum(faithful) / len(faithful):.2f}")
+    names = sum(e.passage.title.split()[0].lower() in line.lower() for e, line in lines) / n
+    both = sum(line.startswith(e.passage.title) and any(q.answer.lower() in line.lower() for q in e.passage.questions)
+               for e, line in lines)
+    print(f"copy probe ({stats.lines} self-edit lines, start_with_title {sampling.start_with_title}): entity name in "
+          f"{names:.2f} of lines, starting with it {stats.subject_first:.2f}, an answer value in "
+          f"{stats.value_copied:.2f}, both a leading subject and an answer {both / n:.2f}, "
+          f"mean faithfulness {stats.faithfulness:.2f}")
     print("  example:", repr(outs[0][0][:160]))
 
     if args.copy_only:
